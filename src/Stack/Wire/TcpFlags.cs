@@ -1,0 +1,35 @@
+namespace TunStack.Wire;
+
+/// <summary>TCP control bits (RFC 9293 §3.1).</summary>
+[Flags]
+public enum TcpFlags : byte
+{
+    None = 0,
+    Fin = 0x01,
+    Syn = 0x02,
+    Rst = 0x04,
+    Psh = 0x08,
+    Ack = 0x10,
+    Urg = 0x20,
+    Ece = 0x40,
+    Cwr = 0x80,
+}
+
+public static class TcpFlagsExtensions
+{
+    /// <summary>Formats flags as tcpdump does, e.g. "S." for SYN-ACK, "F." for FIN-ACK, "R" for RST.</summary>
+    public static string ToShortString(this TcpFlags flags)
+    {
+        Span<char> chars = stackalloc char[8];
+        int n = 0;
+        if ((flags & TcpFlags.Syn) != 0) chars[n++] = 'S';
+        if ((flags & TcpFlags.Fin) != 0) chars[n++] = 'F';
+        if ((flags & TcpFlags.Rst) != 0) chars[n++] = 'R';
+        if ((flags & TcpFlags.Psh) != 0) chars[n++] = 'P';
+        if ((flags & TcpFlags.Urg) != 0) chars[n++] = 'U';
+        if ((flags & TcpFlags.Ece) != 0) chars[n++] = 'E';
+        if ((flags & TcpFlags.Cwr) != 0) chars[n++] = 'W';
+        if ((flags & TcpFlags.Ack) != 0) chars[n++] = '.';
+        return n == 0 ? "none" : new string(chars[..n]);
+    }
+}
