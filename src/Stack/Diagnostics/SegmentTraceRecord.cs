@@ -1,0 +1,44 @@
+using TunStack.Tcp;
+using TunStack.Wire;
+
+namespace TunStack.Diagnostics;
+
+public enum TraceDirection : byte { In, Out }
+
+/// <summary>
+/// Everything the trace says about one TCP segment, in or out, plus the state transition it caused.
+/// Sequence numbers are absolute; <see cref="LocalIsn"/>/<see cref="PeerIsn"/> let a formatter make them
+/// relative, as tcpdump does.
+/// </summary>
+public readonly struct SegmentTraceRecord
+{
+    public long TimeMicros { get; init; }
+    public TraceDirection Direction { get; init; }
+    public FourTuple Tuple { get; init; }
+    public uint Sequence { get; init; }
+    public uint Acknowledgment { get; init; }
+    public TcpFlags Flags { get; init; }
+    public ushort Window { get; init; }
+    public int PayloadLength { get; init; }
+    public TcpOptions Options { get; init; }
+    /// <summary>True when a connection (TCB) exists, so the ISNs are meaningful.</summary>
+    public bool HasConnection { get; init; }
+    public uint LocalIsn { get; init; }
+    public uint PeerIsn { get; init; }
+    public TcpState Before { get; init; }
+    public TcpState After { get; init; }
+    /// <summary>For incoming segments: why it was dropped, or None.</summary>
+    public DropReason Drop { get; init; }
+}
+
+/// <summary>Receives trace events from the engine (on the engine's thread). Null means tracing is off and costs nothing.</summary>
+public interface IStackTracer
+{
+    void OnSegment(in SegmentTraceRecord record);
+
+    /// <summary>A transition not caused by a segment: an application call or a timer.</summary>
+    void OnStateChange(long timeMicros, in FourTuple tuple, TcpState from, TcpState to, string cause);
+
+    /// <summary>A packet dropped before it reached a connection (bad header, checksum, ...).</summary>
+    void OnPacketDropped(long timeMicros, DropReason reason);
+}

@@ -1,0 +1,135 @@
+using System.Security.Cryptography;
+using TunStack.Diagnostics;
+using TunStack.Ip;
+using TunStack.Tcp;
+using TunStack.Wire;
+
+namespace TunStack;
+
+/// <summary>
+/// The stack as a pure state machine ("sans I/O"): packets and the current time go in through
+/// <see cref="Receive"/> and <see cref="Poll"/>; packets to send come out of <see cref="Transmit"/>; things the
+/// application should know come out of <see cref="TryTakeEvents"/>. No threads, sockets or clocks inside, so
+/// every behaviour can be driven deterministically by a test. Not thread-safe: one owner calls it.
+/// </summary>
+public sealed class NetStack
+{
+    private readonly Queue<Tcb> _events = new();
+
+    public NetStack(NetStackOptions options, IStackTracer? tracer = null)
+    {
+        Options = options;
+        Tracer = tracer;
+        Transmit = new TransmitQueue(Math.Max(options.Mtu, 576));
+        byte[] secret = options.IsnSecret ?? RandomNumberGenerator.GetBytes(16);
+        Tcp = new TcpLayer(this, new IsnGenerator(secret));
+    }
+
+    public NetStackOptions Options { get; }
+    public StackCounters Counters { get; } = new();
+    public IStackTracer? Tracer { get; set; }
+    public TransmitQueue Transmit { get; }
+
+    /// <summary>The time of the latest <see cref="Receive"/> or <see cref="Poll"/> call, in microseconds.</summary>
+    public long Now { get; private set; }
+
+    internal TcpLayer Tcp { get; }
+    internal bool InSegmentArrival { get; private set; }
+
+    /// <summary>Live connections (every state but CLOSED), for diagnostics.</summary>
+    public IReadOnlyCollection<Tcb> Connections => Tcp.Connections;
+
+    public Tcb? FindConnection(in FourTuple tuple) => Tcp.Find(tuple);
+
+    /// <summary>Passive OPEN on <paramref name="port"/> (RFC 9293 §3.10.1).</summary>
+    public ListenEndpoint Listen(ushort port, int? backlog = null) => Tcp.Listen(port, backlog ?? Options.Backlog);
+
+    /// <summary>
+    /// One packet from the device. Never throws for any input: a malformed or unwanted packet is dropped and
+    /// counted. Replies are queued; call <see cref="Poll"/> to let connections send.
+    /// </summary>
+    public void Receive(ReadOnlySpan<byte> packet, long nowMicros)
+    {
+        Now = nowMicros;
+        Counters.PacketsReceived++;
+        InSegmentArrival = true;
+        DropReason reason;
+        try
+        {
+            reason = ReceiveIp(packet);
+        }
+        finally
+        {
+            InSegmentArrival = false;
+        }
+        if (reason != DropReason.None)
+        {
+            Counters.Drop(reason);
+            if (reason < DropReason.NoListener) Tracer?.OnPacketDropped(nowMicros, reason);
+        }
+    }
+
+    private DropReason ReceiveIp(ReadOnlySpan<byte> packet)
+    {
+        if (packet.IsEmpty)
+            return DropReason.TooShort;
+        if (packet[0] >> 4 != 4)
+            return DropReason.BadIpVersion; // IPv6 comes later
+        if (!Ipv4Packet.TryParse(packet, out var ip, out var reason))
+            return reason;
+        if (ip.Destination != Options.Address)
+            return DropReason.NotForUs;
+        if (ip.IsFragment)
+            return DropReason.IpFragment; // reassembly is not supported; peers use PMTUD/DF
+        return ip.Protocol switch
+        {
+            IpProtocol.Tcp => Tcp.SegmentArrives(ip.Source, ip.Destination, ip.Payload),
+            IpProtocol.Icmp => ReceiveIcmp(ip),
+            _ => DropReason.UnsupportedProtocol,
+        };
+    }
+
+    private DropReason ReceiveIcmp(in Ipv4Packet ip)
+    {
+        byte[] buffer = Transmit.Rent();
+        if (IcmpEchoResponder.TryBuildReply(ip, Options.Address, buffer, out int length, out var reason))
+        {
+            Transmit.Enqueue(buffer, length);
+            Counters.EchoRepliesSent++;
+            return DropReason.None;
+        }
+        Transmit.Return(new OutgoingPacket(buffer, 0));
+        return reason;
+    }
+
+    /// <summary>
+    /// Advances time: fires due timers and lets connections send. Returns the next time (microseconds) at which
+    /// Poll must be called again if nothing else happens, or <see cref="long.MaxValue"/> for never.
+    /// </summary>
+    public long Poll(long nowMicros)
+    {
+        if (nowMicros > Now) Now = nowMicros;
+        Tcp.RunTimers();
+        Tcp.FlushOutput();
+        Counters.PacketsSent = Counters.SegmentsSent + Counters.EchoRepliesSent;
+        return Tcp.NextDeadline;
+    }
+
+    /// <summary>Takes the next connection with pending application events.</summary>
+    public bool TryTakeEvents(out Tcb connection, out ConnectionEvents events)
+    {
+        while (_events.TryDequeue(out var tcb))
+        {
+            events = tcb.TakeEvents();
+            if (events == ConnectionEvents.None) continue;
+            connection = tcb;
+            return true;
+        }
+        connection = null!;
+        events = ConnectionEvents.None;
+        return false;
+    }
+
+    internal void EnqueueOutput(Tcb tcb) => Tcp.EnqueueOutput(tcb);
+    internal void EnqueueEvents(Tcb tcb) => _events.Enqueue(tcb);
+}

@@ -1,0 +1,50 @@
+using TunStack.Diagnostics;
+using TunStack.Wire;
+
+namespace TunStack.Tcp;
+
+/// <summary>
+/// Builds outgoing TCP segments as complete IPv4 packets in pooled buffers — IP header, TCP header, options,
+/// payload, checksums — and queues them for transmission. One copy of the payload, no allocation.
+/// </summary>
+internal sealed class SegmentSender
+{
+    private readonly NetStack _stack;
+    private ushort _ipIdentification;
+
+    public SegmentSender(NetStack stack) => _stack = stack;
+
+    public void Send(Tcb? tcb, in FourTuple tuple, SeqNumber seq, SeqNumber ack, TcpFlags flags, ushort window,
+        in TcpOptions options, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> payloadContinued)
+    {
+        var transmit = _stack.Transmit;
+        byte[] buffer = transmit.Rent();
+        var ipHeader = buffer.AsSpan(0, Ipv4Packet.MinHeaderLength);
+        var tcp = buffer.AsSpan(Ipv4Packet.MinHeaderLength);
+
+        int optionsLength = options.WriteTo(tcp[TcpSegment.MinHeaderLength..]);
+        int headerLength = TcpSegment.MinHeaderLength + optionsLength;
+        TcpSegment.WriteHeader(tcp, tuple.LocalPort, tuple.RemotePort, seq.Value, ack.Value, flags, window, optionsLength);
+        payload.CopyTo(tcp[headerLength..]);
+        payloadContinued.CopyTo(tcp[(headerLength + payload.Length)..]);
+        int payloadLength = payload.Length + payloadContinued.Length;
+        int segmentLength = headerLength + payloadLength;
+        TcpSegment.WriteChecksum(tcp[..segmentLength], tuple.LocalAddress, tuple.RemoteAddress);
+        Ipv4Packet.WriteHeader(ipHeader, tuple.LocalAddress, tuple.RemoteAddress, IpProtocol.Tcp, segmentLength, _ipIdentification++);
+
+        transmit.Enqueue(buffer, Ipv4Packet.MinHeaderLength + segmentLength);
+        _stack.Counters.SegmentsSent++;
+        if ((flags & TcpFlags.Rst) != 0) _stack.Counters.ResetsSent++;
+
+        if (_stack.Tracer is null) return;
+        if (tcb is not null)
+            tcb.Trace(TraceDirection.Out, seq, ack, flags, window, payloadLength, options, tcb.State);
+        else
+            _stack.Tracer.OnSegment(new SegmentTraceRecord
+            {
+                TimeMicros = _stack.Now, Direction = TraceDirection.Out, Tuple = tuple, Sequence = seq.Value,
+                Acknowledgment = ack.Value, Flags = flags, Window = window, PayloadLength = payloadLength,
+                Options = options, Before = TcpState.Closed, After = TcpState.Closed,
+            });
+    }
+}

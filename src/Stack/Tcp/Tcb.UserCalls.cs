@@ -1,0 +1,85 @@
+using TunStack.Wire;
+
+namespace TunStack.Tcp;
+
+// The user interface of RFC 9293 §3.9.1 and its event processing in §3.10: SEND, RECEIVE, CLOSE, ABORT.
+public sealed partial class Tcb
+{
+    /// <summary>SEND (RFC 9293 §3.10.2): queues as much of <paramref name="data"/> as the send buffer takes.</summary>
+    public int Send(ReadOnlySpan<byte> data)
+    {
+        if (!CanSend || data.IsEmpty)
+            return 0;
+        int n = _sendBuffer.Write(data);
+        if (n > 0)
+            RequestOutput();
+        return n;
+    }
+
+    /// <summary>RECEIVE (RFC 9293 §3.10.3): copies out received in-order bytes; opening the window may trigger an update.</summary>
+    public int Receive(Span<byte> destination)
+    {
+        int n = _receiveBuffer.Read(destination);
+        if (n > 0)
+            MaybeSendWindowUpdate();
+        return n;
+    }
+
+    /// <summary>The peer sent FIN and every byte before it has been read: the receive stream has ended.</summary>
+    public bool ReceiveFinished => FinReceived && _receiveBuffer.Count == 0;
+
+    /// <summary>
+    /// CLOSE (RFC 9293 §3.10.4): "I have no more to send". The FIN follows the queued data.
+    /// </summary>
+    public void Close()
+    {
+        switch (State)
+        {
+            case TcpState.SynReceived:
+            case TcpState.Established:
+                _finQueued = true;
+                SetState(TcpState.FinWait1, "close()");
+                RequestOutput();
+                break;
+            case TcpState.CloseWait:
+                _finQueued = true;
+                SetState(TcpState.LastAck, "close()");
+                RequestOutput();
+                break;
+        }
+    }
+
+    /// <summary>ABORT (RFC 9293 §3.10.5): send RST (in synchronized states) and delete the TCB at once.</summary>
+    public void Abort()
+    {
+        if (State is TcpState.SynReceived or TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2 or TcpState.CloseWait)
+            _stack.Tcp.SendReset(Tuple, SndNxt, default, TcpFlags.Rst);
+        if (State != TcpState.Closed)
+            _stack.Tcp.Remove(this, CloseReason.Aborted, "abort()");
+    }
+
+    /// <summary>
+    /// Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): announce a larger window only once it has grown by
+    /// min(half the buffer, one MSS).
+    /// </summary>
+    private void MaybeSendWindowUpdate()
+    {
+        int promised = Math.Max(0, _rcvAdvertisedEdge - RcvNxt);
+        if (ReceiveWindow - promised >= Math.Min(_receiveBuffer.Capacity / 2, (int)LocalMss))
+        {
+            _ackNow = true;
+            RequestOutput();
+        }
+    }
+
+    internal void MarkClosed(CloseReason reason, string cause)
+    {
+        if (State == TcpState.SynReceived && Listener is not null)
+            Listener.HalfOpenCount--;
+        CloseReason = reason;
+        SetState(TcpState.Closed, cause);
+        _retransmitDeadline = Never;
+        _timeWaitDeadline = Never;
+        Raise(ConnectionEvents.Closed);
+    }
+}

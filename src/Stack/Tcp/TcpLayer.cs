@@ -1,0 +1,190 @@
+using TunStack.Diagnostics;
+using TunStack.Wire;
+
+namespace TunStack.Tcp;
+
+/// <summary>
+/// TCP demultiplexing and the connection table: finds the TCB for a segment by its 4-tuple, handles segments
+/// for LISTEN and CLOSED (RFC 9293 §3.10.7.1-2), runs due timers and flushes pending output.
+/// </summary>
+internal sealed class TcpLayer
+{
+    private readonly NetStack _stack;
+    private readonly Dictionary<FourTuple, Tcb> _connections = new();
+    private readonly Dictionary<ushort, ListenEndpoint> _listeners = new();
+    private List<Tcb> _outputQueue = new();
+    private List<Tcb> _outputDraining = new();
+    private readonly IsnGenerator _isn;
+    private long _nextDeadline = Tcb.Never;
+
+    public TcpLayer(NetStack stack, IsnGenerator isn)
+    {
+        _stack = stack;
+        _isn = isn;
+        Sender = new SegmentSender(stack);
+    }
+
+    public SegmentSender Sender { get; }
+    public IReadOnlyCollection<Tcb> Connections => _connections.Values;
+    public long NextDeadline => _nextDeadline;
+
+    public ListenEndpoint Listen(ushort port, int backlog)
+    {
+        if (_listeners.ContainsKey(port))
+            throw new InvalidOperationException($"Port {port} already has a listener.");
+        var listener = new ListenEndpoint(port, backlog);
+        _listeners.Add(port, listener);
+        return listener;
+    }
+
+    public Tcb? Find(in FourTuple tuple) => _connections.GetValueOrDefault(tuple);
+
+    /// <summary>A TCP segment addressed to us. Returns why it was dropped, or None.</summary>
+    public DropReason SegmentArrives(IpAddress source, IpAddress destination, ReadOnlySpan<byte> bytes)
+    {
+        if (!TcpSegment.TryParse(bytes, out var seg, out var reason))
+            return reason;
+        if (!seg.VerifyChecksum(source, destination))
+            return DropReason.BadTcpChecksum;
+        if (!TcpOptions.TryParse(seg.Options, out var options))
+            return DropReason.BadTcpOption;
+        _stack.Counters.SegmentsReceived++;
+
+        var tuple = new FourTuple(destination, seg.DestinationPort, source, seg.SourcePort);
+        if (_connections.TryGetValue(tuple, out var tcb))
+        {
+            var before = tcb.State;
+            var drop = tcb.SegmentArrives(seg, options);
+            if (_stack.Tracer is not null)
+                tcb.Trace(TraceDirection.In, new SeqNumber(seg.SequenceNumber), new SeqNumber(seg.AcknowledgmentNumber),
+                    seg.Flags, seg.Window, seg.Payload.Length, options, before, drop);
+            return drop;
+        }
+        if (_listeners.TryGetValue(seg.DestinationPort, out var listener))
+            return ListenSegmentArrives(listener, tuple, seg, options);
+        return ClosedSegmentArrives(tuple, seg, options);
+    }
+
+    /// <summary>RFC 9293 §3.10.7.1: no TCB and no listener — answer with a reset, never a reset to a reset.</summary>
+    private DropReason ClosedSegmentArrives(in FourTuple tuple, in TcpSegment seg, in TcpOptions options)
+    {
+        TraceNoConnection(tuple, seg, options, TcpState.Closed, DropReason.NoListener);
+        if (seg.Has(TcpFlags.Rst))
+            return DropReason.NoListener;
+        if (seg.Has(TcpFlags.Ack))
+        {
+            // <SEQ=SEG.ACK><CTL=RST>
+            SendReset(tuple, new SeqNumber(seg.AcknowledgmentNumber), default, TcpFlags.Rst);
+        }
+        else
+        {
+            // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, where SYN and FIN count in SEG.LEN.
+            int segLen = seg.Payload.Length + (seg.Has(TcpFlags.Syn) ? 1 : 0) + (seg.Has(TcpFlags.Fin) ? 1 : 0);
+            SendReset(tuple, new SeqNumber(0), new SeqNumber(seg.SequenceNumber) + segLen, TcpFlags.Rst | TcpFlags.Ack);
+        }
+        return DropReason.NoListener;
+    }
+
+    /// <summary>RFC 9293 §3.10.7.2: a segment for a port in LISTEN.</summary>
+    private DropReason ListenSegmentArrives(ListenEndpoint listener, in FourTuple tuple, in TcpSegment seg, in TcpOptions options)
+    {
+        // First: an incoming RST is ignored.
+        if (seg.Has(TcpFlags.Rst))
+        {
+            TraceNoConnection(tuple, seg, options, TcpState.Listen, DropReason.Stale);
+            return DropReason.Stale;
+        }
+        // Second: any ACK is bad in LISTEN: <SEQ=SEG.ACK><CTL=RST>.
+        if (seg.Has(TcpFlags.Ack))
+        {
+            TraceNoConnection(tuple, seg, options, TcpState.Listen, DropReason.Stale);
+            SendReset(tuple, new SeqNumber(seg.AcknowledgmentNumber), default, TcpFlags.Rst);
+            return DropReason.Stale;
+        }
+        // Third: a SYN opens a connection. Anything else is dropped.
+        if (!seg.Has(TcpFlags.Syn))
+        {
+            TraceNoConnection(tuple, seg, options, TcpState.Listen, DropReason.Stale);
+            return DropReason.Stale;
+        }
+        if (listener.HalfOpenCount >= listener.Backlog)
+        {
+            listener.SynsDropped++;
+            TraceNoConnection(tuple, seg, options, TcpState.Listen, DropReason.BacklogFull);
+            return DropReason.BacklogFull;
+        }
+
+        var tcb = new Tcb(_stack, tuple, listener);
+        _connections.Add(tuple, tcb);
+        listener.HalfOpenCount++;
+        _stack.Counters.PassiveOpens++;
+        tcb.OpenFromSyn(seg, options, _isn.Next(tuple, _stack.Now));
+        if (_stack.Tracer is not null)
+            tcb.Trace(TraceDirection.In, new SeqNumber(seg.SequenceNumber), default, seg.Flags, seg.Window,
+                seg.Payload.Length, options, TcpState.Listen);
+        return DropReason.None;
+    }
+
+    private void TraceNoConnection(in FourTuple tuple, in TcpSegment seg, in TcpOptions options, TcpState state, DropReason drop)
+    {
+        _stack.Tracer?.OnSegment(new SegmentTraceRecord
+        {
+            TimeMicros = _stack.Now, Direction = TraceDirection.In, Tuple = tuple, Sequence = seg.SequenceNumber,
+            Acknowledgment = seg.AcknowledgmentNumber, Flags = seg.Flags, Window = seg.Window,
+            PayloadLength = seg.Payload.Length, Options = options, Before = state, After = state, Drop = drop,
+        });
+    }
+
+    public void SendReset(in FourTuple tuple, SeqNumber seq, SeqNumber ack, TcpFlags flags) =>
+        Sender.Send(null, tuple, seq, ack, flags, 0, default, default, default);
+
+    /// <summary>Deletes a TCB (RFC 9293: "delete the TCB, enter CLOSED") and tells the application.</summary>
+    public void Remove(Tcb tcb, CloseReason reason, string cause = "RST")
+    {
+        if (!_connections.Remove(tcb.Tuple))
+            return;
+        switch (reason)
+        {
+            case CloseReason.Normal: _stack.Counters.ConnectionsClosed++; break;
+            default: _stack.Counters.ConnectionsAborted++; break;
+        }
+        tcb.MarkClosed(reason, cause);
+    }
+
+    public void EnqueueOutput(Tcb tcb) => _outputQueue.Add(tcb);
+
+    public void NoteDeadline(long deadline)
+    {
+        if (deadline < _nextDeadline)
+            _nextDeadline = deadline;
+    }
+
+    /// <summary>Fires every timer that is due at <see cref="NetStack.Now"/> and recomputes the next deadline.</summary>
+    public void RunTimers()
+    {
+        long now = _stack.Now;
+        if (now < _nextDeadline)
+            return;
+        long next = Tcb.Never;
+        foreach (var tcb in _connections.Values) // removal during enumeration is allowed for Dictionary
+        {
+            if (tcb.NextDeadline <= now)
+                tcb.OnTimer();
+            if (tcb.State != TcpState.Closed)
+                next = Math.Min(next, tcb.NextDeadline);
+        }
+        _nextDeadline = next;
+    }
+
+    /// <summary>Lets every connection that asked for it send what it can.</summary>
+    public void FlushOutput()
+    {
+        while (_outputQueue.Count > 0)
+        {
+            (_outputQueue, _outputDraining) = (_outputDraining, _outputQueue);
+            foreach (var tcb in _outputDraining)
+                tcb.Output();
+            _outputDraining.Clear();
+        }
+    }
+}

@@ -1,0 +1,129 @@
+using TunStack.Tcp;
+using TunStack.Wire;
+
+namespace TunStack.Tests.Tcp;
+
+/// <summary>Both close orders of RFC 9293 §3.6 (Figures 12 and 13).</summary>
+public class CloseTests
+{
+    private static (ScriptedPeer peer, ScriptedConnection c, Tcb tcb) Established()
+    {
+        var peer = new ScriptedPeer(ScriptedPeer.DefaultOptions(mslMicros: 500_000));
+        peer.Stack.Listen(80);
+        var c = new ScriptedConnection(peer);
+        return (peer, c, c.Establish());
+    }
+
+    [Fact]
+    public void Passive_close_goes_close_wait_last_ack_closed()
+    {
+        var (peer, c, tcb) = Established();
+
+        var ack = Assert.Single(c.SendFin());
+        Assert.Equal(TcpFlags.Ack, ack.Flags);
+        Assert.Equal(c.ClientNxt, ack.Ack); // the FIN consumed one sequence number
+        Assert.Equal(TcpState.CloseWait, tcb.State);
+        Assert.True(tcb.ReceiveFinished);
+
+        tcb.Close();
+        var fin = Assert.Single(peer.Poll());
+        Assert.Equal(TcpFlags.Fin | TcpFlags.Ack, fin.Flags);
+        Assert.Equal(c.ServerNxt, fin.Seq);
+        Assert.Equal(TcpState.LastAck, tcb.State);
+
+        c.ServerNxt++;
+        Assert.Empty(c.SendAck());
+        Assert.Equal(TcpState.Closed, tcb.State);
+        Assert.Equal(CloseReason.Normal, tcb.CloseReason);
+        Assert.Empty(peer.Stack.Connections);
+    }
+
+    [Fact]
+    public void Active_close_goes_fin_wait_1_fin_wait_2_time_wait_closed()
+    {
+        var (peer, c, tcb) = Established();
+        tcb.Send("bye"u8);
+        tcb.Close();
+        Assert.Equal(TcpState.FinWait1, tcb.State);
+
+        // The FIN rides on the last data segment.
+        var fin = Assert.Single(peer.Poll());
+        Assert.Equal(TcpFlags.Ack | TcpFlags.Psh | TcpFlags.Fin, fin.Flags);
+        Assert.Equal("bye"u8.ToArray(), fin.Payload);
+
+        c.ServerNxt += 4;
+        Assert.Empty(c.SendAck());
+        Assert.Equal(TcpState.FinWait2, tcb.State);
+
+        var lastAck = Assert.Single(c.SendFin());
+        Assert.Equal(c.ClientNxt, lastAck.Ack);
+        Assert.Equal(TcpState.TimeWait, tcb.State);
+
+        // TIME-WAIT lasts 2·MSL = 1 s here.
+        Assert.Empty(peer.Advance(999_999));
+        Assert.Equal(TcpState.TimeWait, tcb.State);
+        Assert.Empty(peer.Advance(1));
+        Assert.Equal(TcpState.Closed, tcb.State);
+        Assert.Empty(peer.Stack.Connections);
+    }
+
+    [Fact]
+    public void Retransmitted_fin_in_time_wait_is_acknowledged_and_restarts_the_timer()
+    {
+        var (peer, c, tcb) = Established();
+        tcb.Close();
+        peer.Poll();
+        c.ServerNxt++;
+        c.SendAck();
+        c.SendFin();
+        Assert.Equal(TcpState.TimeWait, tcb.State);
+        peer.Advance(600_000);
+
+        var ack = Assert.Single(c.Send(c.ClientNxt - 1, c.ServerNxt, TcpFlags.Fin | TcpFlags.Ack));
+        Assert.Equal(c.ClientNxt, ack.Ack);
+        Assert.Empty(peer.Advance(600_000));
+        Assert.Equal(TcpState.TimeWait, tcb.State); // restarted: 1.2 s after the first FIN, still waiting
+        peer.Advance(400_000);
+        Assert.Equal(TcpState.Closed, tcb.State);
+    }
+
+    [Fact]
+    public void Simultaneous_close_goes_through_closing()
+    {
+        var (peer, c, tcb) = Established();
+        tcb.Close();
+        var ourFin = Assert.Single(peer.Poll());
+        Assert.True(ourFin.Flags.HasFlag(TcpFlags.Fin));
+
+        // The peer's FIN crosses ours: it does not acknowledge our FIN yet.
+        var ack = Assert.Single(c.Send(c.ClientNxt, c.ServerNxt, TcpFlags.Fin | TcpFlags.Ack));
+        c.ClientNxt++;
+        Assert.Equal(c.ClientNxt, ack.Ack);
+        Assert.Equal(TcpState.Closing, tcb.State);
+
+        c.ServerNxt++;
+        Assert.Empty(c.SendAck());
+        Assert.Equal(TcpState.TimeWait, tcb.State);
+    }
+
+    [Fact]
+    public void Fin_with_data_delivers_the_data_then_end_of_stream()
+    {
+        var (peer, c, tcb) = Established();
+        var ack = Assert.Single(c.Send(c.ClientNxt, c.ServerNxt, TcpFlags.Ack | TcpFlags.Fin | TcpFlags.Psh, "last"u8));
+        Assert.Equal(c.ClientNxt + 5, ack.Ack);
+        Assert.Equal(TcpState.CloseWait, tcb.State);
+        Assert.Equal(4, tcb.BytesAvailable);
+        Assert.False(tcb.ReceiveFinished);
+        tcb.Receive(new byte[4]);
+        Assert.True(tcb.ReceiveFinished);
+    }
+
+    [Fact]
+    public void Send_after_close_is_refused()
+    {
+        var (peer, c, tcb) = Established();
+        tcb.Close();
+        Assert.Equal(0, tcb.Send("late"u8));
+    }
+}
