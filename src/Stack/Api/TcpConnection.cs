@@ -1,0 +1,230 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using TunStack.Runtime;
+using TunStack.Tcp;
+
+namespace TunStack.Api;
+
+/// <summary>
+/// One TCP connection as the application sees it: a duplex pipe. Read <see cref="Input"/> until it completes
+/// (the peer's FIN); write to <see cref="Output"/> and complete it to close (our FIN); <see cref="Abort"/> resets.
+/// The event loop moves bytes between these pipes and the connection's TCB on its own thread.
+/// </summary>
+public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
+{
+    private const int MaxChunk = 64 * 1024;
+
+    private readonly EventLoop _loop;
+    private readonly Pipe _inbound;   // loop writes, application reads
+    private readonly Pipe _outbound;  // application writes, loop reads
+    private readonly Action _signal;
+
+    // Loop-thread state.
+    private bool _inboundPaused;
+    private bool _inboundDone;
+    private ValueTask<FlushResult> _pendingFlush;
+    private bool _readPending;
+    private ValueTask<ReadResult> _pendingRead;
+    private bool _outboundDone;
+
+    internal TcpConnection(EventLoop loop, Tcb tcb)
+    {
+        _loop = loop;
+        Tcb = tcb;
+        _inbound = new Pipe(new PipeOptions(
+            readerScheduler: PipeScheduler.ThreadPool, writerScheduler: PipeScheduler.Inline,
+            pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false));
+        _outbound = new Pipe(new PipeOptions(
+            readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.ThreadPool,
+            pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false));
+        _signal = () => _loop.Signal(this);
+        var t = tcb.Tuple;
+        Info = new ConnectionInfo(
+            new IPEndPoint(t.LocalAddress.ToIPAddress(), t.LocalPort),
+            new IPEndPoint(t.RemoteAddress.ToIPAddress(), t.RemotePort),
+            tcb.Irs.Value, tcb.Iss.Value, tcb.PeerMss, tcb.LocalMss);
+    }
+
+    internal Tcb Tcb { get; }
+
+    public ConnectionInfo Info { get; }
+    public PipeReader Input => _inbound.Reader;
+    public PipeWriter Output => _outbound.Writer;
+
+    /// <summary>Resets the connection (RST) at once, discarding unsent data (RFC 9293 §3.10.5).</summary>
+    public void Abort() => _loop.Post(() =>
+    {
+        if (Tcb.State != TcpState.Closed) Tcb.Abort();
+        OnLoopSignal();
+    });
+
+    /// <summary>Completes both pipes: a graceful close if the output was not already completed.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await Input.CompleteAsync().ConfigureAwait(false);
+        await Output.CompleteAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Loop thread: true once both directions are finished and the loop can forget the connection.</summary>
+    internal bool IsFinished => _inboundDone && _outboundDone && Tcb.State == TcpState.Closed;
+
+    /// <summary>Loop thread: a pipe continuation fired (the application read or wrote).</summary>
+    internal void OnLoopSignal()
+    {
+        PumpInbound();
+        PumpOutbound();
+    }
+
+    /// <summary>Loop thread: moves received bytes from the TCB into the input pipe, honouring its backpressure.</summary>
+    internal void PumpInbound()
+    {
+        if (_inboundDone) return;
+        if (_inboundPaused)
+        {
+            if (!_pendingFlush.IsCompleted) return;
+            _inboundPaused = false;
+            if (_pendingFlush.GetAwaiter().GetResult().IsCompleted)
+            {
+                DiscardInbound();
+                return;
+            }
+        }
+
+        var writer = _inbound.Writer;
+        while (Tcb.BytesAvailable > 0)
+        {
+            var span = writer.GetSpan(Math.Min(Tcb.BytesAvailable, MaxChunk));
+            int n = Tcb.Receive(span);
+            writer.Advance(n);
+            var flush = writer.FlushAsync();
+            if (!flush.IsCompleted)
+            {
+                // The application is behind: stop here; the TCB keeps the rest and the window closes.
+                _inboundPaused = true;
+                _pendingFlush = flush;
+                flush.GetAwaiter().UnsafeOnCompleted(_signal);
+                return;
+            }
+            if (flush.GetAwaiter().GetResult().IsCompleted)
+            {
+                DiscardInbound();
+                return;
+            }
+        }
+
+        if (Tcb.ReceiveFinished)
+        {
+            _inboundDone = true;
+            writer.Complete();
+        }
+        else if (Tcb.State == TcpState.Closed)
+        {
+            _inboundDone = true;
+            writer.Complete(Tcb.CloseReason == CloseReason.Normal ? null : ClosedException());
+        }
+    }
+
+    /// <summary>The application stopped reading: drop whatever arrives from now on.</summary>
+    private void DiscardInbound()
+    {
+        Span<byte> scratch = stackalloc byte[1024];
+        while (Tcb.Receive(scratch) > 0) { }
+        if (Tcb.ReceiveFinished || Tcb.State == TcpState.Closed)
+        {
+            _inboundDone = true;
+            _inbound.Writer.Complete();
+        }
+    }
+
+    /// <summary>Loop thread: moves bytes the application wrote into the TCB's send buffer while it has room.</summary>
+    internal void PumpOutbound()
+    {
+        var reader = _outbound.Reader;
+        while (!_outboundDone)
+        {
+            if (Tcb.State is not (TcpState.Established or TcpState.CloseWait))
+            {
+                if (Tcb.State == TcpState.Closed || Tcb.State > TcpState.CloseWait || Tcb.State == TcpState.FinWait1 || Tcb.State == TcpState.FinWait2)
+                {
+                    // The connection can no longer send: tell a writer that is still writing.
+                    _outboundDone = true;
+                    if (_readPending) return; // completed when the pending read finishes
+                    reader.Complete(Tcb.State == TcpState.Closed && Tcb.CloseReason != CloseReason.Normal ? ClosedException() : null);
+                }
+                return;
+            }
+            if (Tcb.SendSpace == 0)
+                return; // resumed by a Writable event
+
+            ReadResult result;
+            try
+            {
+                if (_readPending)
+                {
+                    if (!_pendingRead.IsCompleted) return;
+                    _readPending = false;
+                    result = _pendingRead.GetAwaiter().GetResult();
+                }
+                else if (!reader.TryRead(out result))
+                {
+                    var read = reader.ReadAsync();
+                    if (!read.IsCompleted)
+                    {
+                        _readPending = true;
+                        _pendingRead = read;
+                        read.GetAwaiter().UnsafeOnCompleted(_signal);
+                        return;
+                    }
+                    result = read.GetAwaiter().GetResult();
+                }
+            }
+            catch (Exception)
+            {
+                // The application completed its output with an error: abort the connection.
+                _outboundDone = true;
+                reader.Complete();
+                Tcb.Abort();
+                return;
+            }
+
+            var buffer = result.Buffer;
+            long taken = 0;
+            foreach (var memory in buffer)
+            {
+                int n = Tcb.Send(memory.Span);
+                taken += n;
+                if (n < memory.Length) break;
+            }
+            reader.AdvanceTo(buffer.GetPosition(taken));
+            if (taken < buffer.Length)
+                return; // send buffer full: a Writable event resumes
+            if (result.IsCompleted || result.IsCanceled)
+            {
+                // The application finished writing: CLOSE, our FIN follows the data (RFC 9293 §3.10.4).
+                _outboundDone = true;
+                reader.Complete();
+                Tcb.Close();
+                return;
+            }
+        }
+        if (_readPending && _pendingRead.IsCompleted)
+        {
+            _readPending = false;
+            try { _pendingRead.GetAwaiter().GetResult(); } catch (Exception) { }
+            reader.Complete();
+        }
+    }
+
+    private Exception ClosedException() => Tcb.CloseReason switch
+    {
+        CloseReason.ResetByPeer => new ConnectionResetException("Connection reset by peer."),
+        CloseReason.TimedOut => new ConnectionResetException("Connection timed out."),
+        _ => new ConnectionResetException("Connection aborted."),
+    };
+
+    public override string ToString() => Tcb.ToString();
+}
+
+/// <summary>The connection was reset, aborted or timed out.</summary>
+public sealed class ConnectionResetException(string message) : IOException(message);
