@@ -12,8 +12,18 @@ public static class Checksum
         ulong acc = sum;
         // Sum 32-bit big-endian words into a 64-bit accumulator; fold at the end (RFC 1071 §2(B)).
         var words = MemoryMarshal.Cast<byte, uint>(data);
-        foreach (uint w in words)
-            acc += BinaryPrimitives.ReverseEndianness(w);
+        // The words are read in host order; the tail below is summed big-endian, so swap on little-endian hosts
+        // only (the test is a JIT-time constant).
+        if (BitConverter.IsLittleEndian)
+        {
+            foreach (uint w in words)
+                acc += BinaryPrimitives.ReverseEndianness(w);
+        }
+        else
+        {
+            foreach (uint w in words)
+                acc += w;
+        }
         int i = words.Length * 4;
         if (data.Length - i >= 2)
         {

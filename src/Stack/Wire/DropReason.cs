@@ -25,4 +25,9 @@ public enum DropReason
     Unacceptable,
     BacklogFull,
     Stale,
+    // Appended: ICMP echo responder
+    /// <summary>The caller's output buffer cannot hold the reply.</summary>
+    BufferTooSmall,
+    /// <summary>The source is not a valid unicast address (RFC 1122 §3.2.1.3): 0/8, 127/8, multicast, broadcast, or ours.</summary>
+    BadSourceAddress,
 }

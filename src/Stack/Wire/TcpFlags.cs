@@ -17,19 +17,22 @@ public enum TcpFlags : byte
 
 public static class TcpFlagsExtensions
 {
-    /// <summary>Formats flags as tcpdump does, e.g. "S." for SYN-ACK, "F." for FIN-ACK, "R" for RST.</summary>
+    /// <summary>
+    /// Formats flags as tcpdump does, e.g. "S." for SYN-ACK, "F." for FIN-ACK, "R" for RST, "FS" for SYN-FIN,
+    /// "P.U" for PSH-ACK-URG: tcpdump's fixed order is F S R P . U E W (print-tcp.c, tcp_flag_values).
+    /// </summary>
     public static string ToShortString(this TcpFlags flags)
     {
         Span<char> chars = stackalloc char[8];
         int n = 0;
-        if ((flags & TcpFlags.Syn) != 0) chars[n++] = 'S';
         if ((flags & TcpFlags.Fin) != 0) chars[n++] = 'F';
+        if ((flags & TcpFlags.Syn) != 0) chars[n++] = 'S';
         if ((flags & TcpFlags.Rst) != 0) chars[n++] = 'R';
         if ((flags & TcpFlags.Psh) != 0) chars[n++] = 'P';
+        if ((flags & TcpFlags.Ack) != 0) chars[n++] = '.';
         if ((flags & TcpFlags.Urg) != 0) chars[n++] = 'U';
         if ((flags & TcpFlags.Ece) != 0) chars[n++] = 'E';
         if ((flags & TcpFlags.Cwr) != 0) chars[n++] = 'W';
-        if ((flags & TcpFlags.Ack) != 0) chars[n++] = '.';
         return n == 0 ? "none" : new string(chars[..n]);
     }
 }
