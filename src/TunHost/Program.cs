@@ -1,0 +1,78 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using TunStack.Host;
+
+var tun = new Option<string>("--tun")
+{
+    Description = "TUN interface to create, or to attach to if it exists (ip tuntap add dev NAME mode tun)",
+    DefaultValueFactory = _ => "tun0",
+};
+var address = new Option<string>("--address")
+{
+    Description = "IPv4 address the stack answers for (the kernel side uses another address on the same subnet)",
+    DefaultValueFactory = _ => "198.18.0.2",
+};
+var mtu = new Option<int>("--mtu")
+{
+    Description = "Largest IP packet in bytes; the stack's MSS is this minus 40",
+    DefaultValueFactory = _ => 1500,
+};
+var trace = new Option<bool>("--trace")
+{
+    Description = "Print one line per TCP segment in and out, with relative seq/ack, window, options and state changes",
+};
+var msl = new Option<int>("--msl")
+{
+    Description = "Maximum segment lifetime in milliseconds; TIME-WAIT lasts twice this",
+    DefaultValueFactory = _ => 30_000,
+};
+
+var root = new RootCommand(
+    """
+    tunstack: a user-space TCP/IP stack in C#, serving HTTP (port 80), echo (7) and discard (9) over a Linux TUN device.
+    The kernel is the peer: its packets to --address reach this program, which answers them itself.
+
+    Examples:
+      sudo ./run-linux.sh                     builds, makes namespace 'tunstack' with tun0, runs tunstack in it
+      sudo ip netns exec tunstack curl http://198.18.0.2/
+      sudo tunstack --tun tun0 --address 198.18.0.2 --trace
+                                              attach to an existing tun0 (ip tuntap add dev tun0 mode tun;
+                                              ip addr add 198.18.0.1/24 dev tun0; ip link set tun0 up)
+    """)
+{
+    tun, address, mtu, trace, msl,
+};
+
+root.SetAction(async (parse, cancellationToken) =>
+{
+    var options = new HostOptions(
+        parse.GetValue(tun)!, parse.GetValue(address)!, parse.GetValue(mtu), parse.GetValue(trace), parse.GetValue(msl));
+    if (options.Mtu is < 576 or > 65535)
+    {
+        Console.Error.WriteLine("tunstack: --mtu must be between 576 and 65535");
+        return 2;
+    }
+    if (!System.Net.IPAddress.TryParse(options.Address, out var ip) || ip.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+    {
+        Console.Error.WriteLine($"tunstack: --address must be an IPv4 address, got '{options.Address}'");
+        return 2;
+    }
+
+    // SIGINT and SIGTERM stop the stack cleanly.
+    using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+    using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; stop.Cancel(); });
+    using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
+
+    var console = TextWriter.Synchronized(new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = true });
+    try
+    {
+        return await new StackHost(options, console).RunAsync(stop.Token);
+    }
+    catch (IOException e)
+    {
+        Console.Error.WriteLine($"tunstack: {e.Message}");
+        return 1;
+    }
+});
+
+return await root.Parse(args).InvokeAsync();

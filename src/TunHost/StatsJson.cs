@@ -1,0 +1,60 @@
+using System.Text;
+using System.Text.Json;
+using TunStack.Tcp;
+
+namespace TunStack.Host;
+
+/// <summary>Renders the connection table and counters as JSON for <c>GET /stats</c>. Runs on the loop thread.</summary>
+public static class StatsJson
+{
+    public static string Render(NetStack stack)
+    {
+        using var stream = new MemoryStream();
+        using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            json.WriteStartObject();
+            json.WriteStartArray("connections");
+            foreach (var tcb in stack.Connections)
+            {
+                var t = tcb.Tuple;
+                json.WriteStartObject();
+                json.WriteString("local", $"{t.LocalAddress}:{t.LocalPort}");
+                json.WriteString("remote", $"{t.RemoteAddress}:{t.RemotePort}");
+                json.WriteString("state", tcb.State.ToString());
+                json.WriteString("rfcState", tcb.State.ToRfcName());
+                json.WriteNumber("sendQueued", tcb.BytesQueued);
+                json.WriteNumber("receiveQueued", tcb.BytesAvailable);
+                json.WriteNumber("srttMicros", tcb.SmoothedRttMicros);
+                json.WriteNumber("rtoMicros", tcb.CurrentRtoMicros);
+                json.WriteNumber("cwnd", tcb.CongestionWindow);
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+
+            var c = stack.Counters;
+            json.WriteStartObject("counters");
+            json.WriteNumber("packetsReceived", c.PacketsReceived);
+            json.WriteNumber("packetsSent", c.PacketsSent);
+            json.WriteNumber("segmentsReceived", c.SegmentsReceived);
+            json.WriteNumber("segmentsSent", c.SegmentsSent);
+            json.WriteNumber("retransmissions", c.Retransmissions);
+            json.WriteNumber("fastRetransmissions", c.FastRetransmissions);
+            json.WriteNumber("resetsSent", c.ResetsSent);
+            json.WriteNumber("resetsReceived", c.ResetsReceived);
+            json.WriteNumber("passiveOpens", c.PassiveOpens);
+            json.WriteNumber("connectionsEstablished", c.ConnectionsEstablished);
+            json.WriteNumber("connectionsClosed", c.ConnectionsClosed);
+            json.WriteNumber("connectionsAborted", c.ConnectionsAborted);
+            json.WriteNumber("connectionsTimedOut", c.ConnectionsTimedOut);
+            json.WriteNumber("echoRepliesSent", c.EchoRepliesSent);
+            json.WriteEndObject();
+
+            json.WriteStartObject("drops");
+            foreach (var (reason, count) in c.Drops())
+                json.WriteNumber(reason.ToString(), count);
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(stream.ToArray());
+    }
+}
