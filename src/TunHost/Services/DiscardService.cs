@@ -1,0 +1,54 @@
+using System.IO.Pipelines;
+using TunStack.Api;
+
+namespace TunStack.Host.Services;
+
+/// <summary>
+/// Discard protocol (RFC 863): everything received is thrown away; nothing is ever sent.
+/// Our side closes once the peer has closed its side.
+/// </summary>
+public sealed class DiscardService : IConnectionService
+{
+    private long _bytesDiscarded;
+
+    public string Name => "discard";
+
+    public ushort Port { get; init; } = 9;
+
+    /// <summary>Total bytes received and dropped, over all connections.</summary>
+    public long BytesDiscarded => Interlocked.Read(ref _bytesDiscarded);
+
+    public async Task HandleAsync(IDuplexPipe transport, ConnectionInfo info, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(transport);
+        PipeReader input = transport.Input;
+        PipeWriter output = transport.Output;
+        try
+        {
+            while (true)
+            {
+                ReadResult result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+                long length = result.Buffer.Length;
+                input.AdvanceTo(result.Buffer.End);
+                if (length > 0)
+                {
+                    Interlocked.Add(ref _bytesDiscarded, length);
+                }
+
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception)
+        {
+            // Reset, abort or shutdown.
+        }
+        finally
+        {
+            await PipeCompletion.CompleteQuietlyAsync(output).ConfigureAwait(false);
+            await PipeCompletion.CompleteQuietlyAsync(input).ConfigureAwait(false);
+        }
+    }
+}

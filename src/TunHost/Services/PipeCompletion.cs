@@ -1,0 +1,31 @@
+using System.IO.Pipelines;
+
+namespace TunStack.Host.Services;
+
+/// <summary>Completes pipe ends without letting a failure escape (the connection may already be gone).</summary>
+internal static class PipeCompletion
+{
+    public static async ValueTask CompleteQuietlyAsync(PipeReader reader)
+    {
+        try
+        {
+            await reader.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // The transport is already torn down; nothing useful to report.
+        }
+    }
+
+    public static async ValueTask CompleteQuietlyAsync(PipeWriter writer)
+    {
+        try
+        {
+            await writer.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // As above.
+        }
+    }
+}

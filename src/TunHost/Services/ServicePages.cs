@@ -1,0 +1,93 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using TunStack.Api;
+
+namespace TunStack.Host.Services;
+
+/// <summary>The front page of the HTTP service, as HTML and as plain text, describing the visitor's own connection.</summary>
+internal static class ServicePages
+{
+    public const string Tagline = "a user-space TCP/IP stack in C# answering from behind a TUN device";
+
+    private const string Style =
+        "body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5 } " +
+        "th, td { text-align: left; padding: .2rem 1rem .2rem 0 } td { font-family: ui-monospace, monospace } " +
+        "pre { background: #f4f4f4; padding: .75rem; overflow-x: auto }";
+
+    public static string Html(ConnectionInfo info, bool hasStats)
+    {
+        string host = Encode(HostOf(info.LocalEndPoint));
+        var b = new StringBuilder(2048);
+        b.Append(CultureInfo.InvariantCulture, $"""
+            <!DOCTYPE html>
+            <html lang="en">
+            <head>
+            <meta charset="utf-8">
+            <title>TunStack</title>
+            <style>{Style}</style>
+            </head>
+            <body>
+            <h1>TunStack</h1>
+            <p>TunStack is {Tagline}. The kernel on this machine is the other end of this TCP connection;
+            the handshake, the segments carrying this page and the acknowledgements were all handled by our code.</p>
+            <h2>Your connection</h2>
+            <table>
+            <tr><th>client (you)</th><td>{Encode(info.RemoteEndPoint.ToString())}</td></tr>
+            <tr><th>server (us)</th><td>{Encode(info.LocalEndPoint.ToString())}</td></tr>
+            <tr><th>client ISN</th><td>{info.PeerInitialSequence} (0x{info.PeerInitialSequence:x8})</td></tr>
+            <tr><th>our ISN</th><td>{info.LocalInitialSequence} (0x{info.LocalInitialSequence:x8})</td></tr>
+            <tr><th>MSS</th><td>peer {info.PeerMss}, ours {info.LocalMss}, effective {info.EffectiveSendMss}</td></tr>
+            </table>
+            <h2>Try</h2>
+            <pre>{Encode(Hints(host, hasStats))}</pre>
+            </body>
+            </html>
+
+            """);
+        return b.ToString();
+    }
+
+    public static string Text(ConnectionInfo info, bool hasStats)
+    {
+        string host = HostOf(info.LocalEndPoint);
+        var b = new StringBuilder(1024);
+        b.Append(CultureInfo.InvariantCulture, $"""
+            TunStack: {Tagline}.
+
+            Your connection:
+              client (you)  {info.RemoteEndPoint}
+              server (us)   {info.LocalEndPoint}
+              client ISN    {info.PeerInitialSequence} (0x{info.PeerInitialSequence:x8})
+              our ISN       {info.LocalInitialSequence} (0x{info.LocalInitialSequence:x8})
+              MSS           peer {info.PeerMss}, ours {info.LocalMss}, effective {info.EffectiveSendMss}
+
+            Try:
+            {Hints(host, hasStats)}
+            """);
+        return b.ToString();
+    }
+
+    private static string Hints(string host, bool hasStats)
+    {
+        var b = new StringBuilder(512);
+        b.Append(CultureInfo.InvariantCulture, $"  curl -s http://{host}/bytes/1000000 | sha256sum      N pattern bytes (0 <= N <= 10^12)\n");
+        b.Append(CultureInfo.InvariantCulture, $"  curl -o /dev/null http://{host}/bytes/1000000000     a gigabyte, for throughput\n");
+        b.Append(CultureInfo.InvariantCulture, $"  curl 'http://{host}/?format=text'                    this page as plain text\n");
+        if (hasStats)
+        {
+            b.Append(CultureInfo.InvariantCulture, $"  curl http://{host}/stats                             counters, as JSON\n");
+        }
+
+        b.Append(CultureInfo.InvariantCulture, $"  echo hello | nc -N {host} 7                          echo service (RFC 862)\n");
+        b.Append(CultureInfo.InvariantCulture, $"  head -c 100M /dev/zero | nc -N {host} 9              discard service (RFC 863)\n");
+        return b.ToString();
+    }
+
+    private static string HostOf(IPEndPoint endPoint) =>
+        endPoint.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+            ? $"[{endPoint.Address}]"
+            : endPoint.Address.ToString();
+
+    private static string Encode(string s) => WebUtility.HtmlEncode(s);
+}
