@@ -65,16 +65,22 @@ public sealed class NetStack
         if (reason != DropReason.None)
         {
             Counters.Drop(reason);
-            if (reason < DropReason.NoListener) Tracer?.OnPacketDropped(nowMicros, reason);
+            if (!IsTracedAsSegment(reason)) Tracer?.OnPacketDropped(nowMicros, reason);
         }
     }
+
+    /// <summary>Drops decided by the TCP state machine already appear in the trace as the segment's own line.</summary>
+    private static bool IsTracedAsSegment(DropReason reason) =>
+        reason is DropReason.NoListener or DropReason.Unacceptable or DropReason.BacklogFull or DropReason.Stale;
 
     private DropReason ReceiveIp(ReadOnlySpan<byte> packet)
     {
         if (packet.IsEmpty)
             return DropReason.TooShort;
+        if (packet[0] >> 4 == 6)
+            return DropReason.Ipv6NotSupported; // IPv6 comes later
         if (packet[0] >> 4 != 4)
-            return DropReason.BadIpVersion; // IPv6 comes later
+            return DropReason.BadIpVersion;
         if (!Ipv4Packet.TryParse(packet, out var ip, out var reason))
             return reason;
         if (ip.Destination != Options.Address)

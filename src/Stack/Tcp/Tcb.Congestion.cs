@@ -25,6 +25,7 @@ public sealed partial class Tcb
     private void OnNewDataAcknowledged(SeqNumber ack)
     {
         int acked = ack - SndUna;
+        if (SndUna == Iss) acked--; // the SYN's sequence number carries no data and does not grow cwnd
         int dataAcked = Math.Clamp(ack - _sndBufSeq, 0, _sendBuffer.Count);
         _sendBuffer.Discard(dataAcked);
         _sndBufSeq += dataAcked;

@@ -30,4 +30,6 @@ public enum DropReason
     BufferTooSmall,
     /// <summary>The source is not a valid unicast address (RFC 1122 §3.2.1.3): 0/8, 127/8, multicast, broadcast, or ours.</summary>
     BadSourceAddress,
+    /// <summary>An IPv6 packet: not handled yet (the kernel sends router and neighbour solicitations on link up).</summary>
+    Ipv6NotSupported,
 }
