@@ -4,16 +4,19 @@ using TunStack.Host;
 
 var tun = new Option<string>("--tun")
 {
+    HelpName = "name",
     Description = "TUN interface to create, or to attach to if it exists (ip tuntap add dev NAME mode tun)",
     DefaultValueFactory = _ => "tun0",
 };
 var address = new Option<string>("--address")
 {
+    HelpName = "ipv4",
     Description = "IPv4 address the stack answers for (the kernel side uses another address on the same subnet)",
     DefaultValueFactory = _ => "198.18.0.2",
 };
 var mtu = new Option<int>("--mtu")
 {
+    HelpName = "bytes",
     Description = "Largest IP packet in bytes; the stack's MSS is this minus 40",
     DefaultValueFactory = _ => 1500,
 };
@@ -23,6 +26,7 @@ var trace = new Option<bool>("--trace")
 };
 var msl = new Option<int>("--msl")
 {
+    HelpName = "ms",
     Description = "Maximum segment lifetime in milliseconds; TIME-WAIT lasts twice this",
     DefaultValueFactory = _ => 30_000,
 };

@@ -38,7 +38,7 @@ public sealed class ScriptedPeer
     };
 
     public NetStack Stack { get; }
-    public long Now { get; private set; } = 1_000_000;
+    public long Now { get; set; } = 1_000_000;
 
     /// <summary>Injects one TCP segment from the peer and returns everything the stack sends in response.</summary>
     public List<Seg> Send(ushort sourcePort, ushort destinationPort, uint seq, uint ack, TcpFlags flags,
