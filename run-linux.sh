@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# TunStack on Linux: run the stack on a TUN device inside its own network namespace, run the test suite,
+# or run the benchmarks. See usage() below.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
+cd "$ROOT"
+
+NS=tunstack
+DEV=tun0
+PEER_CIDR=198.18.0.1/24
+STACK_ADDR=198.18.0.2
+RESULTS="$ROOT/artifacts/test-results"
+
+export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+usage() {
+    cat <<'EOF'
+Usage:
+  sudo ./run-linux.sh [tunstack options...]
+      Build (Release), create network namespace "tunstack" with tun0 = 198.18.0.1/24, and run tunstack on
+      tun0 as 198.18.0.2 in the foreground. Ctrl-C stops it and removes tun0 and the namespace.
+      Then, from another terminal:  sudo ip netns exec tunstack curl http://198.18.0.2/
+
+  ./run-linux.sh test
+      Build TunStack.sln (Release) and run every test project. As root it first installs missing Debian
+      packages the tests use and runs the integration tests (real TUN device, kernel as peer); without root
+      those are skipped (with CI=true they fail instead). The last line is "N passed, M failed, K skipped".
+
+  ./run-linux.sh bench [BenchmarkDotNet options...]
+      Run the benchmarks: dotnet run -c Release --project bench/Stack.Benchmarks -- --filter '*' [options]
+
+  ./run-linux.sh --help
+      This text.
+EOF
+}
+
+say() { printf '%s\n' "$*"; }
+die() {
+    printf 'run-linux.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+# The dotnet executable; sudo's secure_path often hides a per-user or /usr/share install, so look around.
+find_dotnet() {
+    local candidate home
+    if candidate=$(command -v dotnet 2>/dev/null); then
+        readlink -f "$candidate"
+        return 0
+    fi
+    for candidate in "${DOTNET_ROOT:-/nonexistent}/dotnet" /usr/share/dotnet/dotnet /usr/lib/dotnet/dotnet \
+        /usr/local/share/dotnet/dotnet "${HOME:-/nonexistent}/.dotnet/dotnet"; do
+        if [[ -x $candidate ]]; then
+            say "$candidate"
+            return 0
+        fi
+    done
+    if [[ -n ${SUDO_USER:-} ]]; then
+        home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+        if [[ -n $home && -x $home/.dotnet/dotnet ]]; then
+            say "$home/.dotnet/dotnet"
+            return 0
+        fi
+    fi
+    return 1
+}
+
+# Under sudo, build as the invoking user when they own the tree, so bin/ and obj/ do not become root's.
+as_invoker() {
+    if is_root && [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]] && [[ $(stat -c %U "$ROOT") == "$SUDO_USER" ]]; then
+        sudo -u "$SUDO_USER" -H -- "$@"
+    else
+        "$@"
+    fi
+}
+
+namespace_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$NS"; }
+
+cleanup_namespace() {
+    if namespace_exists; then
+        ip -n "$NS" link del "$DEV" 2>/dev/null || true
+        ip netns del "$NS" 2>/dev/null || true
+        say "Removed $DEV and network namespace $NS."
+    fi
+}
+
+cmd_run() {
+    local -a missing=()
+    local dotnet=""
+    is_root || missing+=("root (namespaces and TUN devices need it): run  sudo ./run-linux.sh")
+    [[ -c /dev/net/tun ]] || missing+=("/dev/net/tun: load the tun module (modprobe tun)")
+    dotnet=$(find_dotnet) || missing+=("dotnet: install the .NET 10 SDK")
+    command -v ip >/dev/null 2>&1 || missing+=("ip: apt-get install iproute2")
+    command -v curl >/dev/null 2>&1 || missing+=("curl: apt-get install curl")
+    if ((${#missing[@]} > 0)); then
+        printf 'run-linux.sh: cannot start; missing:\n' >&2
+        printf '  - %s\n' "${missing[@]}" >&2
+        exit 1
+    fi
+
+    if namespace_exists; then
+        local pids
+        pids=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ' || true)
+        if [[ -n ${pids// /} ]]; then
+            die "namespace $NS is in use by process(es) $pids- is another run-linux.sh still running? Stop it first."
+        fi
+        say "Namespace $NS is left over from an earlier run that did not clean up: removing it."
+        cleanup_namespace
+    fi
+
+    say "Building src/TunHost (Release)..."
+    as_invoker "$dotnet" build -c Release src/TunHost --nologo -v quiet
+    local dll
+    dll=$(find "$ROOT/src/TunHost/bin/Release" -name tunstack.dll -print -quit 2>/dev/null || true)
+    [[ -n $dll ]] || die "build finished but src/TunHost/bin/Release/*/tunstack.dll is missing"
+
+    trap cleanup_namespace EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+
+    ip netns add "$NS"
+    ip -n "$NS" link set lo up
+    ip -n "$NS" tuntap add dev "$DEV" mode tun
+    ip -n "$NS" addr add "$PEER_CIDR" dev "$DEV"
+    ip -n "$NS" link set "$DEV" up
+
+    cat <<EOF
+
+Namespace "$NS" is ready: $DEV is ${PEER_CIDR} (the kernel's side); tunstack answers as $STACK_ADDR.
+From another terminal try:
+
+    sudo ip netns exec $NS curl http://$STACK_ADDR/
+
+Ctrl-C stops tunstack and removes $DEV and the namespace.
+
+EOF
+    local status=0
+    ip netns exec "$NS" "$dotnet" "$dll" --tun "$DEV" --address "$STACK_ADDR" "$@" || status=$?
+    exit "$status"
+}
+
+package_installed() {
+    command -v dpkg-query >/dev/null 2>&1 &&
+        dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# Debian packages the integration tests use, installed only when missing.
+install_test_packages() {
+    local -a need=()
+    command -v curl >/dev/null 2>&1 || need+=(curl)
+    command -v ip >/dev/null 2>&1 || need+=(iproute2)
+    command -v python3 >/dev/null 2>&1 || need+=(python3)
+    command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+    command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+    # The tests use OpenBSD nc's -N; another nc on PATH does not do.
+    if command -v dpkg-query >/dev/null 2>&1; then
+        package_installed netcat-openbsd || need+=(netcat-openbsd)
+    else
+        command -v nc >/dev/null 2>&1 || need+=(netcat-openbsd)
+    fi
+    ((${#need[@]} > 0)) || return 0
+
+    if ! is_root; then
+        say "Not root: cannot install ${need[*]}; integration tests that use them will fail or skip."
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "missing ${need[*]} and apt-get is not available: install them by hand"
+    say "Installing missing packages: ${need[*]}"
+    apt-get update -qq </dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" </dev/null ||
+        die "apt-get install ${need[*]} failed"
+}
+
+# Reads attribute $2 of the <Counters .../> element in trx file $1 (0 when absent).
+trx_counter() {
+    local value
+    value=$(grep -o '<Counters [^>]*>' "$1" | head -n 1 | sed -n "s/.* $2=\"\([0-9]*\)\".*/\1/p")
+    say "${value:-0}"
+}
+
+cmd_test() {
+    local dotnet
+    dotnet=$(find_dotnet) || die "dotnet not found: install the .NET 10 SDK"
+    if is_root; then
+        install_test_packages
+    else
+        say "Not root: integration tests (real TUN device) will be skipped; with CI=true they fail instead."
+    fi
+
+    say "Building TunStack.sln (Release)..."
+    "$dotnet" build TunStack.sln -c Release --nologo
+
+    rm -rf "$RESULTS"
+    mkdir -p "$RESULTS"
+    local -a projects=(tests/*/*.csproj)
+    local run_failures=0 project name status
+    local passed=0 failed=0 skipped=0
+    for project in "${projects[@]}"; do
+        name=$(basename "$project" .csproj)
+        say ""
+        say "=== $name"
+        status=0
+        "$dotnet" test "$project" -c Release --no-build --nologo \
+            --logger "trx;LogFileName=$name.trx" --logger "console;verbosity=normal" \
+            --results-directory "$RESULTS" \
+            --blame-hang-timeout 5min --blame-hang-dump-type none </dev/null || status=$?
+
+        local trx="$RESULTS/$name.trx"
+        if [[ ! -f $trx ]]; then
+            say "$name: the test run failed to start or produced no results (exit $status)"
+            run_failures=$((run_failures + 1))
+            continue
+        fi
+        local p f e t a n total executed
+        p=$(trx_counter "$trx" passed)
+        f=$(trx_counter "$trx" failed)
+        e=$(trx_counter "$trx" error)
+        t=$(trx_counter "$trx" timeout)
+        a=$(trx_counter "$trx" aborted)
+        n=$(trx_counter "$trx" notExecuted)
+        total=$(trx_counter "$trx" total)
+        executed=$(trx_counter "$trx" executed)
+        # xunit's skipped tests show up as total - executed rather than as notExecuted.
+        ((total - executed > n)) && n=$((total - executed))
+        passed=$((passed + p))
+        failed=$((failed + f + e + t + a))
+        skipped=$((skipped + n))
+        if ((status != 0 && f + e + t + a == 0)); then
+            say "$name: dotnet test exited $status without a failed test (crash or hang?); counting the run as failed"
+            run_failures=$((run_failures + 1))
+        fi
+    done
+
+    failed=$((failed + run_failures))
+    say ""
+    say "Test results: $RESULTS"
+    say "$passed passed, $failed failed, $skipped skipped"
+    ((failed == 0))
+}
+
+cmd_bench() {
+    local dotnet
+    dotnet=$(find_dotnet) || die "dotnet not found: install the .NET 10 SDK"
+    exec "$dotnet" run -c Release --project bench/Stack.Benchmarks -- --filter '*' "$@"
+}
+
+case "${1:-}" in
+    -h | --help | help)
+        usage
+        ;;
+    test)
+        shift
+        (($# == 0)) || die "'test' takes no arguments"
+        cmd_test
+        ;;
+    bench)
+        shift
+        cmd_bench "$@"
+        ;;
+    *)
+        cmd_run "$@"
+        ;;
+esac

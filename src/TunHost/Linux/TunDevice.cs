@@ -1,0 +1,320 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using TunStack.Runtime;
+
+namespace TunStack.Host.Linux;
+
+/// <summary>
+/// A Linux TUN device (layer 3, no packet-information prefix): every read and write is one IP datagram.
+/// <see cref="Open"/> creates the interface, or attaches to one made beforehand with
+/// <c>ip tuntap add dev NAME mode tun</c>. The interface is created in the network namespace of the
+/// calling thread. Kernel-side configuration (address, link up, MTU) is left to <c>ip</c>.
+/// </summary>
+/// <remarks>
+/// The descriptor is non-blocking; <see cref="WaitReadable"/> polls it together with an eventfd that
+/// <see cref="Wake"/> signals. A device we created disappears when it is disposed; a persistent one
+/// (made by <c>ip tuntap add</c>) stays and can be attached to again.
+/// </remarks>
+public sealed unsafe class TunDevice : IPacketDevice
+{
+    public const string ClonePath = "/dev/net/tun";
+
+    /// <summary><c>_IOW('T', 202, int)</c>.</summary>
+    internal const nuint TUNSETIFF = 0x400454ca;
+    internal const short IFF_TUN = 0x0001;
+    internal const short IFF_NO_PI = 0x1000;
+
+    /// <summary><c>sizeof(struct ifreq)</c> on 64-bit Linux: a 16-byte name and a 24-byte union.</summary>
+    internal const int InterfaceRequestSize = 40;
+    /// <summary><c>IFNAMSIZ</c>: 15 name bytes and a terminating NUL.</summary>
+    internal const int InterfaceNameSize = 16;
+    internal const int FlagsOffset = 16;
+
+    private readonly SafeFileDescriptor _tun;
+    private readonly SafeFileDescriptor _event;
+    private long _writeDrops;
+    private int _disposed;
+
+    private TunDevice(SafeFileDescriptor tun, SafeFileDescriptor eventFd, string name, int mtu)
+    {
+        _tun = tun;
+        _event = eventFd;
+        Name = name;
+        Mtu = mtu;
+    }
+
+    /// <summary>The interface name the kernel reports (the one given, or the one it chose for a pattern like "tun%d").</summary>
+    public string Name { get; }
+
+    /// <summary>The MTU given to <see cref="Open"/>. The link's own MTU is whatever <c>ip</c> set.</summary>
+    public int Mtu { get; }
+
+    /// <summary>Packets <see cref="Write"/> dropped because the kernel could not take them (EAGAIN, ENOBUFS, EIO while the link is down).</summary>
+    public long WriteDrops => Interlocked.Read(ref _writeDrops);
+
+    /// <summary>
+    /// Opens <c>/dev/net/tun</c> and binds it to interface <paramref name="name"/> (IFF_TUN | IFF_NO_PI),
+    /// creating the interface if it does not exist. Throws <see cref="TunDeviceException"/> with a plain
+    /// explanation when that is not possible.
+    /// </summary>
+    /// <param name="name">Interface name, at most 15 bytes; a pattern such as "tun%d" lets the kernel choose.</param>
+    /// <param name="mtu">Largest datagram the caller will send or expects to receive (68..65535).</param>
+    public static TunDevice Open(string name, int mtu)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentOutOfRangeException.ThrowIfLessThan(mtu, 68);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(mtu, 65535);
+        if (!OperatingSystem.IsLinux())
+            throw new PlatformNotSupportedException("TUN devices are only supported on Linux.");
+
+        Span<byte> ifreq = stackalloc byte[InterfaceRequestSize];
+        FillInterfaceRequest(ifreq, name, IFF_TUN | IFF_NO_PI);
+
+        int fd = Native.Open(ClonePath, Native.O_RDWR | Native.O_CLOEXEC, 0);
+        if (fd < 0)
+            throw OpenError(Marshal.GetLastPInvokeError());
+
+        var tun = new SafeFileDescriptor(fd);
+        SafeFileDescriptor? eventFd = null;
+        try
+        {
+            fixed (byte* p = ifreq)
+            {
+                if (Native.Ioctl(tun, TUNSETIFF, p) < 0)
+                    throw SetInterfaceError(Marshal.GetLastPInvokeError(), name);
+            }
+            string actualName = ReadInterfaceName(ifreq);
+
+            int flags = Native.Fcntl(tun, Native.F_GETFL, 0);
+            if (flags < 0 || Native.Fcntl(tun, Native.F_SETFL, flags | Native.O_NONBLOCK) < 0)
+                throw Error(Marshal.GetLastPInvokeError(), $"cannot make the {actualName} descriptor non-blocking");
+
+            int efd = Native.EventFd(0, Native.EFD_NONBLOCK | Native.EFD_CLOEXEC);
+            if (efd < 0)
+                throw Error(Marshal.GetLastPInvokeError(), "cannot create the wake-up eventfd");
+            eventFd = new SafeFileDescriptor(efd);
+
+            return new TunDevice(tun, eventFd, actualName, mtu);
+        }
+        catch
+        {
+            eventFd?.Dispose();
+            tun.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// <paramref name="buffer"/> must hold at least <see cref="Mtu"/> bytes, and should hold the link's MTU
+    /// as configured with <c>ip</c>: the tun driver silently cuts a longer packet to the buffer's length
+    /// (the IP total-length field then tells the parser it is incomplete).
+    /// </remarks>
+    public int TryRead(Span<byte> buffer)
+    {
+        if (buffer.Length < Mtu)
+            throw new ArgumentException($"The read buffer ({buffer.Length} bytes) is smaller than the MTU ({Mtu}).", nameof(buffer));
+        fixed (byte* p = buffer)
+        {
+            while (true)
+            {
+                nint n = Native.Read(_tun, p, buffer.Length);
+                if (n >= 0)
+                    return (int)n;
+
+                int errno = Marshal.GetLastPInvokeError();
+                switch (errno)
+                {
+                    case Native.EAGAIN:
+                        return 0;
+                    case Native.EINTR:
+                        continue;
+                    case Native.EBADFD:
+                        throw Error(errno, $"TUN device {Name} was removed");
+                    default:
+                        throw Error(errno, $"read from {Name} failed");
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// When the kernel cannot take the packet right now (EAGAIN, ENOBUFS) or the link is down (EIO) the
+    /// packet is dropped, as a link would, and counted in <see cref="WriteDrops"/>. Any other failure throws
+    /// <see cref="TunDeviceException"/>.
+    /// </remarks>
+    public void Write(ReadOnlySpan<byte> packet)
+    {
+        fixed (byte* p = packet)
+        {
+            while (true)
+            {
+                nint n = Native.Write(_tun, p, packet.Length);
+                if (n >= 0)
+                    return;
+
+                int errno = Marshal.GetLastPInvokeError();
+                switch (errno)
+                {
+                    case Native.EINTR:
+                        continue;
+                    case Native.EAGAIN:
+                    case Native.ENOBUFS:
+                    case Native.EIO:
+                        Interlocked.Increment(ref _writeDrops);
+                        return;
+                    case Native.EBADFD:
+                        throw Error(errno, $"TUN device {Name} was removed");
+                    default:
+                        throw Error(errno, $"write of a {packet.Length}-byte packet to {Name} failed");
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc/>
+    public void WaitReadable(TimeSpan timeout)
+    {
+        int milliseconds = ToPollTimeout(timeout);
+        bool tunAdded = false, eventAdded = false;
+        try
+        {
+            _tun.DangerousAddRef(ref tunAdded);
+            _event.DangerousAddRef(ref eventAdded);
+
+            Native.PollFd* fds = stackalloc Native.PollFd[2];
+            fds[0] = new Native.PollFd { Fd = _tun.Fd, Events = Native.POLLIN };
+            fds[1] = new Native.PollFd { Fd = _event.Fd, Events = Native.POLLIN };
+
+            int ready = Native.Poll(fds, 2, milliseconds);
+            if (ready < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Native.EINTR)
+                    return;
+                throw Error(errno, $"poll on {Name} failed");
+            }
+
+            if ((fds[1].REvents & Native.POLLIN) != 0)
+            {
+                // Reading an eventfd returns its counter and resets it to zero.
+                ulong counter;
+                _ = Native.Read(_event, (byte*)&counter, sizeof(ulong));
+            }
+        }
+        finally
+        {
+            if (eventAdded)
+                _event.DangerousRelease();
+            if (tunAdded)
+                _tun.DangerousRelease();
+        }
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>Safe from any thread; does nothing once the device is disposed.</remarks>
+    public void Wake()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+            return;
+        SignalEvent();
+    }
+
+    /// <summary>Closes the device (a device this call created disappears) and the eventfd. Idempotent.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        // Let a WaitReadable blocked on another thread return; the descriptors close once it has.
+        SignalEvent();
+        _tun.Dispose();
+        _event.Dispose();
+    }
+
+    private void SignalEvent()
+    {
+        ulong one = 1;
+        try
+        {
+            // Only EAGAIN (counter saturated) can fail here, and then a wake-up is already pending.
+            _ = Native.Write(_event, (byte*)&one, sizeof(ulong));
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>poll(2) timeout: negative or infinite waits forever; otherwise rounded up to whole milliseconds.</summary>
+    internal static int ToPollTimeout(TimeSpan timeout)
+    {
+        if (timeout < TimeSpan.Zero)
+            return -1;
+        double ms = Math.Ceiling(timeout.TotalMilliseconds);
+        return ms >= int.MaxValue ? int.MaxValue : (int)ms;
+    }
+
+    /// <summary>
+    /// Fills a <c>struct ifreq</c>: <c>ifr_name</c> (NUL-terminated, NUL-padded to 16 bytes), then
+    /// <c>ifr_flags</c> as a native-endian short at offset 16, and zeros up to 40 bytes.
+    /// </summary>
+    internal static void FillInterfaceRequest(Span<byte> ifreq, string name, short flags)
+    {
+        if (ifreq.Length < InterfaceRequestSize)
+            throw new ArgumentException($"struct ifreq needs {InterfaceRequestSize} bytes", nameof(ifreq));
+        ValidateInterfaceName(name);
+
+        ifreq[..InterfaceRequestSize].Clear();
+        Encoding.UTF8.GetBytes(name, ifreq[..(InterfaceNameSize - 1)]);
+        MemoryMarshal.Write(ifreq[FlagsOffset..], in flags);
+    }
+
+    /// <summary>Reads <c>ifr_name</c> back (the kernel writes the chosen name there).</summary>
+    internal static string ReadInterfaceName(ReadOnlySpan<byte> ifreq)
+    {
+        var name = ifreq[..InterfaceNameSize];
+        int end = name.IndexOf((byte)0);
+        return Encoding.UTF8.GetString(end < 0 ? name : name[..end]);
+    }
+
+    /// <summary>The kernel's rule (dev_valid_name): 1..15 bytes, not "." or "..", no '/', ':' or whitespace.</summary>
+    internal static void ValidateInterfaceName(string name)
+    {
+        int bytes = Encoding.UTF8.GetByteCount(name);
+        string? problem =
+            bytes == 0 ? "is empty" :
+            bytes >= InterfaceNameSize ? $"is {bytes} bytes long; at most {InterfaceNameSize - 1} are allowed" :
+            name is "." or ".." ? "is reserved" :
+            name.Any(c => c == '/' || c == ':' || c == '\0' || char.IsWhiteSpace(c)) ? "contains '/', ':', NUL or whitespace" :
+            null;
+        if (problem is not null)
+            throw new ArgumentException($"Interface name \"{name}\" {problem}.", nameof(name));
+    }
+
+    private static TunDeviceException OpenError(int errno) => errno switch
+    {
+        Native.ENOENT => new TunDeviceException(errno, $"{ClonePath} not found: load the tun module (modprobe tun)"),
+        Native.ENODEV or Native.ENXIO => new TunDeviceException(errno,
+            $"{ClonePath} exists but the tun driver is not loaded: load the tun module (modprobe tun)"),
+        Native.EPERM or Native.EACCES => new TunDeviceException(errno,
+            $"cannot open {ClonePath}: need root or CAP_NET_ADMIN ({Native.ErrorText(errno)})"),
+        _ => Error(errno, $"cannot open {ClonePath}"),
+    };
+
+    private static TunDeviceException SetInterfaceError(int errno, string name) => errno switch
+    {
+        Native.EPERM => new TunDeviceException(errno,
+            $"cannot create or attach to TUN device {name}: need root or CAP_NET_ADMIN, " +
+            $"or the device belongs to another user ({Native.ErrorText(errno)})"),
+        Native.EBUSY => new TunDeviceException(errno,
+            $"TUN device {name} is in use by another process (a single-queue TUN device accepts one attachment); " +
+            $"stop that process or choose another name ({Native.ErrorText(errno)})"),
+        Native.EINVAL => new TunDeviceException(errno,
+            $"cannot use {name} as a TUN device: an interface of that name exists but is not a single-queue TUN device " +
+            $"(a TAP, a multi_queue TUN, or another kind of link?) ({Native.ErrorText(errno)})"),
+        _ => Error(errno, $"TUNSETIFF for {name} failed"),
+    };
+
+    private static TunDeviceException Error(int errno, string what) =>
+        new(errno, $"{what}: {Native.ErrorText(errno)} (errno {errno})");
+}

@@ -1,0 +1,133 @@
+using Xunit.Abstractions;
+
+namespace TunStack.Host.Tests.Integration;
+
+/// <summary>How the host gets its TUN device.</summary>
+public enum DeviceMode
+{
+    /// <summary>The test makes a persistent tun0 (ip tuntap add), configures it, then starts the host, which attaches.</summary>
+    Attach,
+
+    /// <summary>The host creates tun0 itself; the test configures it after the host reports ready.</summary>
+    Create,
+}
+
+/// <summary>
+/// The <c>tunstack</c> program running in a namespace:
+/// <c>ip netns exec NS dotnet tunstack.dll --tun tun0 --address 198.18.0.2 --msl 200 [extra]</c>.
+/// Start returns once the host printed a line beginning with <c>tunstack ready</c> and the kernel side of
+/// tun0 is configured (198.18.0.1/24, up). Dispose sends SIGINT, waits up to 5 s, then kills; it asserts
+/// nothing, and writes the captured log to the test output.
+/// </summary>
+public sealed class StackHost : IAsyncDisposable
+{
+    public const string Device = "tun0";
+    public const string PeerAddress = "198.18.0.1";
+    public const string StackAddress = "198.18.0.2";
+    public const string ReadyPrefix = "tunstack ready";
+
+    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(5);
+
+    private readonly ITestOutputHelper? _output;
+    private int _disposed;
+
+    private StackHost(NetNamespace ns, BackgroundProcess process, DeviceMode mode, ITestOutputHelper? output)
+    {
+        Namespace = ns;
+        Process = process;
+        Mode = mode;
+        _output = output;
+    }
+
+    public NetNamespace Namespace { get; }
+
+    public BackgroundProcess Process { get; }
+
+    public DeviceMode Mode { get; }
+
+    /// <summary>Everything the host printed so far, with the harness's own notes.</summary>
+    public string Log => Process.Log;
+
+    /// <summary>Path of the host program: tunstack.dll next to the test assembly.</summary>
+    public static string HostDll => Path.Combine(AppContext.BaseDirectory, "tunstack.dll");
+
+    /// <summary>The dotnet executable: DOTNET_HOST_PATH when set (it is under dotnet test), else "dotnet" from PATH.</summary>
+    public static string DotnetPath =>
+        Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } path ? path : "dotnet";
+
+    public static async Task<StackHost> StartAsync(
+        NetNamespace ns, ITestOutputHelper? output, DeviceMode mode = DeviceMode.Attach, params string[] extraArgs)
+    {
+        if (!File.Exists(HostDll))
+            throw new InvalidOperationException($"{HostDll} not found: build the solution first (dotnet build TunStack.sln -c Release)");
+
+        if (mode == DeviceMode.Attach)
+        {
+            await ns.IpAsync("tuntap", "add", "dev", Device, "mode", "tun");
+            await ConfigureKernelSideAsync(ns);
+        }
+
+        string[] command =
+        [
+            DotnetPath, HostDll, "--tun", Device, "--address", StackAddress, "--msl", "200", .. extraArgs,
+        ];
+        var process = ns.Start(command);
+        var host = new StackHost(ns, process, mode, output);
+        try
+        {
+            string? ready = await process.WaitForStdoutLineAsync(line => line.StartsWith(ReadyPrefix, StringComparison.Ordinal), ReadyTimeout);
+            if (ready is null)
+            {
+                string why = process.HasExited
+                    ? $"exited with code {process.ExitCode} before printing '{ReadyPrefix}'"
+                    : $"did not print '{ReadyPrefix}' within {ReadyTimeout.TotalSeconds:F0} s";
+                throw new InvalidOperationException(host.Explain($"tunstack {why}"));
+            }
+
+            if (mode == DeviceMode.Create)
+                await ConfigureKernelSideAsync(ns);
+            process.Note($"kernel side of {Device} configured ({PeerAddress}/24, up); {mode} mode");
+            return host;
+        }
+        catch
+        {
+            await host.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary><paramref name="message"/> followed by the host's log, for assertion messages.</summary>
+    public string Explain(string message) =>
+        $"{message}\n--- tunstack log ({Process.CommandLine}) ---\n{Log}\n--- end of tunstack log ---";
+
+    /// <summary>Fails the test with <paramref name="message"/> and the host's log unless <paramref name="condition"/> holds.</summary>
+    public void Check(bool condition, string message)
+    {
+        if (!condition)
+            Xunit.Assert.Fail(Explain(message));
+    }
+
+    /// <summary>Sends SIGINT and waits up to 5 s; returns true when the host exited on its own.</summary>
+    public Task<bool> StopAsync() => Process.StopAsync(StopGrace);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        await Process.DisposeAsync();
+        try
+        {
+            _output?.WriteLine(Explain("tunstack host finished"));
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
+
+    private static async Task ConfigureKernelSideAsync(NetNamespace ns)
+    {
+        await ns.IpAsync("addr", "add", PeerAddress + "/24", "dev", Device);
+        await ns.IpAsync("link", "set", Device, "up");
+    }
+}

@@ -1,0 +1,255 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Text;
+using TunStack.Host.Linux;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace TunStack.Host.Tests.Integration;
+
+/// <summary>
+/// <see cref="TunDevice"/> against the real kernel, in-process: the device is opened on a thread that joined
+/// a fresh namespace, and the kernel's own IPv4 stack in that namespace is the peer.
+/// </summary>
+[Collection(IntegrationCollection.Name)]
+public sealed class TunDeviceKernelTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan CommandTimeout = TimeSpan.FromSeconds(15);
+
+    [IntegrationFact]
+    public async Task Create_mode_makes_the_interface_and_dispose_removes_it()
+    {
+        await using var ns = new NetNamespace(output);
+        using (var device = ns.InNamespace(() => TunDevice.Open("tun0", 1500)))
+        {
+            Assert.Equal("tun0", device.Name);
+            Assert.Equal(1500, device.Mtu);
+            var show = (await ns.RunAsync(CommandTimeout, "ip", "-d", "link", "show", "tun0")).EnsureSuccess();
+            Assert.Contains("tun type tun pi off", show.Stdout);
+            Assert.Contains("persist off", show.Stdout);
+        }
+
+        var after = await ns.RunAsync(CommandTimeout, "ip", "link", "show", "tun0");
+        Assert.True(after.ExitCode != 0, $"tun0 should be gone once its creator closed it: {after}");
+    }
+
+    [IntegrationFact]
+    public async Task A_name_pattern_lets_the_kernel_choose_and_Name_reports_its_choice()
+    {
+        await using var ns = new NetNamespace(output);
+        using var device = ns.InNamespace(() => TunDevice.Open("tst%d", 1500));
+        Assert.Equal("tst0", device.Name);
+        (await ns.RunAsync(CommandTimeout, "ip", "link", "show", "tst0")).EnsureSuccess();
+    }
+
+    [IntegrationFact]
+    public async Task Attach_mode_uses_a_precreated_interface_and_leaves_it_in_place()
+    {
+        await using var ns = new NetNamespace(output);
+        await ns.IpAsync("tuntap", "add", "dev", "tun0", "mode", "tun");
+
+        using (var device = ns.InNamespace(() => TunDevice.Open("tun0", 1500)))
+        {
+            Assert.Equal("tun0", device.Name);
+            var busy = Assert.Throws<TunDeviceException>(() => ns.InNamespace(() => TunDevice.Open("tun0", 1500)));
+            Assert.Equal(16, busy.Errno); // EBUSY
+            Assert.Contains("in use by another process", busy.Message);
+        }
+
+        var show = (await ns.RunAsync(CommandTimeout, "ip", "-d", "link", "show", "tun0")).EnsureSuccess();
+        Assert.Contains("persist on", show.Stdout);
+        // Free again once the first user closed it.
+        using var again = ns.InNamespace(() => TunDevice.Open("tun0", 1500));
+        Assert.Equal("tun0", again.Name);
+    }
+
+    [IntegrationFact]
+    public async Task A_tap_device_of_the_same_name_is_refused_with_an_explanation()
+    {
+        await using var ns = new NetNamespace(output);
+        await ns.IpAsync("tuntap", "add", "dev", "tap0", "mode", "tap");
+        var e = Assert.Throws<TunDeviceException>(() => ns.InNamespace(() => TunDevice.Open("tap0", 1500)));
+        Assert.Equal(22, e.Errno); // EINVAL
+        Assert.Contains("not a single-queue TUN device", e.Message);
+    }
+
+    [IntegrationFact]
+    public async Task Written_echo_request_is_answered_by_the_kernel_and_the_reply_is_read()
+    {
+        await using var ns = new NetNamespace(output);
+        using var device = await OpenConfiguredAsync(ns);
+
+        byte[] request = Packets.IcmpEchoRequest(source: [198, 18, 0, 2], destination: [198, 18, 0, 1], id: 0x5453, sequence: 7, "tunstack"u8);
+        device.Write(request);
+        Assert.Equal(0, device.WriteDrops);
+
+        byte[] reply = ReadUntil(device, p =>
+            p.Length >= 28 && p[0] >> 4 == 4 && p[9] == 1 && p[20] == 0 &&
+            BinaryPrimitives.ReadUInt16BigEndian(p.AsSpan(24)) == 0x5453);
+        Assert.Equal(new byte[] { 198, 18, 0, 1 }, reply[12..16]);
+        Assert.Equal(new byte[] { 198, 18, 0, 2 }, reply[16..20]);
+        Assert.Equal(7, BinaryPrimitives.ReadUInt16BigEndian(reply.AsSpan(26)));
+        Assert.Equal("tunstack"u8.ToArray(), reply[28..]);
+    }
+
+    [IntegrationFact]
+    public async Task A_datagram_sent_by_a_kernel_socket_is_read_whole()
+    {
+        await using var ns = new NetNamespace(output);
+        using var device = await OpenConfiguredAsync(ns);
+
+        var send = await ns.RunAsync(CommandTimeout, "python3", "-c",
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'hello over tun', ('198.18.0.2', 9999))");
+        Assert.True(send.Succeeded, send.ToString());
+
+        byte[] packet = ReadUntil(device, p => p.Length >= 28 && p[0] >> 4 == 4 && p[9] == 17 &&
+                                               BinaryPrimitives.ReadUInt16BigEndian(p.AsSpan(22)) == 9999);
+        Assert.Equal(BinaryPrimitives.ReadUInt16BigEndian(packet.AsSpan(2)), packet.Length); // IPv4 total length
+        Assert.Equal("hello over tun", Encoding.ASCII.GetString(packet, 28, packet.Length - 28));
+    }
+
+    [IntegrationFact]
+    public async Task Writes_while_the_link_is_down_are_dropped_and_counted()
+    {
+        await using var ns = new NetNamespace(output);
+        using var device = ns.InNamespace(() => TunDevice.Open("tun0", 1500));
+
+        device.Write(Packets.IcmpEchoRequest([198, 18, 0, 2], [198, 18, 0, 1], 1, 1, "x"u8));
+        device.Write(Packets.IcmpEchoRequest([198, 18, 0, 2], [198, 18, 0, 1], 1, 2, "x"u8));
+        Assert.Equal(2, device.WriteDrops);
+        Assert.Equal(0, device.TryRead(new byte[1500]));
+    }
+
+    [IntegrationFact]
+    public async Task Wake_ends_a_wait_early_and_a_wait_without_wake_lasts_its_timeout()
+    {
+        await using var ns = new NetNamespace(output);
+        using var device = ns.InNamespace(() => TunDevice.Open("tun0", 1500)); // link down: no traffic
+
+        var clock = Stopwatch.StartNew();
+        var waker = Task.Run(async () =>
+        {
+            await Task.Delay(200);
+            device.Wake();
+        });
+        device.WaitReadable(TimeSpan.FromSeconds(20));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"Wake from another thread took {clock.Elapsed}");
+        await waker;
+
+        device.Wake();
+        device.Wake();
+        clock.Restart();
+        device.WaitReadable(TimeSpan.FromSeconds(20));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"a pending Wake should end the next wait at once, took {clock.Elapsed}");
+
+        clock.Restart();
+        device.WaitReadable(TimeSpan.FromMilliseconds(300));
+        // An undrained eventfd would end this wait at once; EINTR may end it a little early, which is allowed.
+        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(100), $"the wake-up was not drained: waited only {clock.Elapsed}");
+        Assert.Equal(0, device.TryRead(new byte[1500]));
+    }
+
+    [IntegrationFact]
+    public async Task Dispose_is_idempotent_releases_a_blocked_waiter_and_later_calls_are_refused()
+    {
+        await using var ns = new NetNamespace(output);
+        var device = ns.InNamespace(() => TunDevice.Open("tun0", 1500));
+
+        var waiter = Task.Run(() =>
+        {
+            try
+            {
+                device.WaitReadable(TimeSpan.FromSeconds(30));
+            }
+            catch (ObjectDisposedException)
+            {
+                // Disposed before the wait began: also fine.
+            }
+        });
+        await Task.Delay(100);
+        device.Dispose();
+        device.Dispose();
+        device.Wake();
+        await waiter.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Throws<ObjectDisposedException>(() => device.TryRead(new byte[1500]));
+        Assert.Throws<ObjectDisposedException>(() => device.Write(new byte[20]));
+        Assert.Throws<ObjectDisposedException>(() => device.WaitReadable(TimeSpan.Zero));
+    }
+
+    [IntegrationFact]
+    public async Task A_read_buffer_smaller_than_the_mtu_is_refused()
+    {
+        await using var ns = new NetNamespace(output);
+        using var device = ns.InNamespace(() => TunDevice.Open("tun0", 1500));
+        Assert.Throws<ArgumentException>(() => device.TryRead(new byte[1499]));
+    }
+
+    private static async Task<TunDevice> OpenConfiguredAsync(NetNamespace ns)
+    {
+        await ns.IpAsync("tuntap", "add", "dev", "tun0", "mode", "tun");
+        await ns.IpAsync("addr", "add", "198.18.0.1/24", "dev", "tun0");
+        await ns.IpAsync("link", "set", "tun0", "up");
+        return ns.InNamespace(() => TunDevice.Open("tun0", 1500));
+    }
+
+    /// <summary>Reads packets until one matches (skipping the kernel's own IPv6 chatter); fails after 10 s.</summary>
+    private byte[] ReadUntil(TunDevice device, Func<byte[], bool> match)
+    {
+        byte[] buffer = new byte[65536];
+        var clock = Stopwatch.StartNew();
+        var seen = new List<string>();
+        while (clock.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            device.WaitReadable(TimeSpan.FromMilliseconds(200));
+            int n;
+            while ((n = device.TryRead(buffer)) > 0)
+            {
+                byte[] packet = buffer[..n];
+                if (match(packet))
+                    return packet;
+                seen.Add($"{n} bytes: {Convert.ToHexString(packet.AsSpan(0, Math.Min(n, 40)))}");
+                output.WriteLine($"skipped packet {seen[^1]}");
+            }
+        }
+        Assert.Fail($"no matching packet within 10 s; saw {seen.Count}: {string.Join("; ", seen)}");
+        return [];
+    }
+}
+
+/// <summary>Hand-built IPv4 packets for talking to the kernel directly.</summary>
+internal static class Packets
+{
+    public static byte[] IcmpEchoRequest(byte[] source, byte[] destination, ushort id, ushort sequence, ReadOnlySpan<byte> payload)
+    {
+        byte[] p = new byte[20 + 8 + payload.Length];
+        p[0] = 0x45;
+        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(2), (ushort)p.Length);
+        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(4), 0x1234); // identification
+        p[8] = 64; // TTL
+        p[9] = 1;  // ICMP
+        source.CopyTo(p, 12);
+        destination.CopyTo(p, 16);
+        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(10), InternetChecksum(p.AsSpan(0, 20)));
+
+        p[20] = 8; // echo request, code 0
+        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(24), id);
+        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(26), sequence);
+        payload.CopyTo(p.AsSpan(28));
+        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(22), InternetChecksum(p.AsSpan(20)));
+        return p;
+    }
+
+    public static ushort InternetChecksum(ReadOnlySpan<byte> data)
+    {
+        uint sum = 0;
+        int i = 0;
+        for (; i + 1 < data.Length; i += 2)
+            sum += BinaryPrimitives.ReadUInt16BigEndian(data[i..]);
+        if (i < data.Length)
+            sum += (uint)data[i] << 8;
+        while (sum >> 16 != 0)
+            sum = (sum & 0xFFFF) + (sum >> 16);
+        return (ushort)~sum;
+    }
+}
