@@ -1,3 +1,5 @@
+using TunStack.Api;
+using System.Net;
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Security.Cryptography;
@@ -53,7 +55,7 @@ public sealed class HttpServiceTests
         Assert.Contains("198.18.0.1:54321", page, StringComparison.Ordinal);
         Assert.Contains("1234567890", page, StringComparison.Ordinal);
         Assert.Contains("3141592653", page, StringComparison.Ordinal);
-        Assert.Contains("peer 1460, ours 1400, effective 1400", page, StringComparison.Ordinal);
+        Assert.Contains("peer  1460, ours  1400, effective  1400", page, StringComparison.Ordinal);
         Assert.Contains("/bytes/", page, StringComparison.Ordinal);
         Assert.Contains(" 7 ", page, StringComparison.Ordinal);
         Assert.Contains(" 9 ", page, StringComparison.Ordinal);
@@ -61,6 +63,27 @@ public sealed class HttpServiceTests
         await h.CloseClientAsync();
         await h.AssertServerClosedAsync();
         await h.WaitHandlerAsync();
+    }
+
+    [Fact]
+    public async Task Front_page_has_the_same_length_for_every_ipv4_connection()
+    {
+        // Load generators such as ab count a changed Content-Length as a failed request.
+        var small = new ConnectionInfo(new IPEndPoint(IPAddress.Parse("198.18.0.2"), 80),
+            new IPEndPoint(IPAddress.Parse("1.2.3.4"), 5), 1, 2, 536, 1460);
+        var large = new ConnectionInfo(new IPEndPoint(IPAddress.Parse("198.18.0.2"), 80),
+            new IPEndPoint(IPAddress.Parse("198.188.100.100"), 65535), 4_000_000_000, 3_999_999_999, 65535, 1460);
+        long? length = null;
+        foreach (var info in new[] { small, large })
+        {
+            var h = ServiceHarness.Start(new HttpService(), info);
+            await h.SendAsync(Get("/"));
+            HttpResponse r = await h.ReadResponseAsync();
+            length ??= r.ContentLength;
+            Assert.Equal(length, r.ContentLength);
+            await h.CloseClientAsync();
+            await h.WaitHandlerAsync();
+        }
     }
 
     [Theory]
