@@ -34,6 +34,12 @@ public sealed class NetStackOptions
     /// <summary>Connections in SYN-RECEIVED per listener before further SYNs are dropped.</summary>
     public int Backlog { get; init; } = 256;
 
+    /// <summary>
+    /// Connections allowed in TIME-WAIT at once; beyond this a closing connection is deleted at once instead
+    /// (like Linux's tcp_max_tw_buckets), so that a stream of short connections cannot grow memory without bound.
+    /// </summary>
+    public int MaxTimeWait { get; init; } = 65536;
+
     /// <summary>The secret key of the ISN function (RFC 6528). Null draws 16 random bytes.</summary>
     public byte[]? IsnSecret { get; init; }
 }

@@ -21,6 +21,7 @@ public sealed class StackCounters
     public long ConnectionsAborted;
     public long ConnectionsTimedOut;
     public long EchoRepliesSent;
+    public long TimeWaitLimitReached;
 
     public long Dropped(DropReason reason) => _drops[(int)reason];
 

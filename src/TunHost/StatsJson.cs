@@ -47,6 +47,7 @@ public static class StatsJson
             json.WriteNumber("connectionsAborted", c.ConnectionsAborted);
             json.WriteNumber("connectionsTimedOut", c.ConnectionsTimedOut);
             json.WriteNumber("echoRepliesSent", c.EchoRepliesSent);
+            json.WriteNumber("timeWaitLimitReached", c.TimeWaitLimitReached);
             json.WriteEndObject();
 
             json.WriteStartObject("drops");

@@ -1,27 +1,51 @@
+using System.Buffers;
+
 namespace TunStack.Tcp;
 
 /// <summary>
 /// A fixed-capacity FIFO of bytes, used for both the send buffer (unacknowledged + unsent data) and the receive
-/// buffer (in-order data the application has not read yet). Never grows, never allocates after construction.
+/// buffer (in-order data the application has not read yet). Never grows. Its storage is rented from a pool on the
+/// first write and can be given back while empty (<see cref="Release"/>), so idle, embryonic and TIME-WAIT
+/// connections hold no buffer memory.
 /// </summary>
 internal sealed class ByteRing
 {
-    private readonly byte[] _buffer;
+    private readonly int _capacity;
+    private byte[] _buffer = [];
     private int _head;   // index of the oldest byte
     private int _count;
 
-    public ByteRing(int capacity) => _buffer = new byte[capacity];
+    public ByteRing(int capacity) => _capacity = capacity;
 
-    public int Capacity => _buffer.Length;
+    public int Capacity => _capacity;
     public int Count => _count;
-    public int Free => _buffer.Length - _count;
+    public int Free => _capacity - _count;
+    public bool HoldsMemory => _buffer.Length != 0;
+
+    /// <summary>Returns the storage to the pool if the ring is empty; it is rented again on the next write.</summary>
+    public void Release()
+    {
+        if (_count != 0 || _buffer.Length == 0) return;
+        ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = [];
+        _head = 0;
+    }
+
+    /// <summary>Drops all content and returns the storage.</summary>
+    public void Clear()
+    {
+        _count = 0;
+        Release();
+    }
 
     /// <summary>Appends as much of <paramref name="data"/> as fits; returns the number of bytes taken.</summary>
     public int Write(ReadOnlySpan<byte> data)
     {
         int n = Math.Min(data.Length, Free);
-        int tail = (_head + _count) % _buffer.Length;
-        int first = Math.Min(n, _buffer.Length - tail);
+        if (n == 0) return 0;
+        if (_buffer.Length == 0) _buffer = ArrayPool<byte>.Shared.Rent(_capacity);
+        int tail = (_head + _count) % _capacity;
+        int first = Math.Min(n, _capacity - tail);
         data[..first].CopyTo(_buffer.AsSpan(tail));
         data[first..n].CopyTo(_buffer);
         _count += n;
@@ -44,7 +68,8 @@ internal sealed class ByteRing
     {
         if ((uint)n > (uint)_count)
             throw new ArgumentOutOfRangeException(nameof(n));
-        _head = (_head + n) % _buffer.Length;
+        if (n == 0) return;
+        _head = (_head + n) % _capacity;
         _count -= n;
         if (_count == 0)
             _head = 0;
@@ -55,8 +80,13 @@ internal sealed class ByteRing
     {
         if (offset < 0 || length < 0 || offset + length > _count)
             throw new ArgumentOutOfRangeException(nameof(length));
-        int start = (_head + offset) % _buffer.Length;
-        int firstLength = Math.Min(length, _buffer.Length - start);
+        if (length == 0)
+        {
+            first = second = default;
+            return;
+        }
+        int start = (_head + offset) % _capacity;
+        int firstLength = Math.Min(length, _capacity - start);
         first = _buffer.AsSpan(start, firstLength);
         second = _buffer.AsSpan(0, length - firstLength);
     }

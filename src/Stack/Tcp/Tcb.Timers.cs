@@ -1,3 +1,5 @@
+using TunStack.Wire;
+
 namespace TunStack.Tcp;
 
 // Timers: retransmission (RFC 6298), the persist timer for zero windows (RFC 9293 §3.8.6.1) and TIME-WAIT
@@ -33,7 +35,18 @@ public sealed partial class Tcb
 
     private void EnterTimeWait()
     {
+        if (State != TcpState.TimeWait && !_stack.Tcp.TryAddTimeWait())
+        {
+            // Too many connections in TIME-WAIT already: close at once rather than grow without bound,
+            // after acknowledging the peer's FIN.
+            if (_ackNow)
+                SendSegment(SndNxt, 0, TcpFlags.Ack);
+            _stack.Tcp.Remove(this, CloseReason.Normal, "TIME-WAIT limit");
+            return;
+        }
         SetState(TcpState.TimeWait, "FIN");
+        _sendBuffer.Release();    // everything we sent, FIN included, is acknowledged
+        _receiveBuffer.Release(); // if the application has read it all; otherwise when it has
         StopRetransmitTimer();
         _timeWaitDeadline = _stack.Now + 2 * _stack.Options.MslMicros;
         _stack.Tcp.NoteDeadline(_timeWaitDeadline);

@@ -22,8 +22,13 @@ public sealed partial class Tcb
         int n = _receiveBuffer.Read(destination);
         if (n > 0)
             MaybeSendWindowUpdate();
+        if (FinReceived || State == TcpState.Closed)
+            _receiveBuffer.Release(); // nothing more can arrive
         return n;
     }
+
+    /// <summary>True while this connection holds pooled buffer memory (for tests of bounded memory).</summary>
+    public bool HoldsBufferMemory => _sendBuffer.HoldsMemory || _receiveBuffer.HoldsMemory;
 
     /// <summary>The peer sent FIN and every byte before it has been read: the receive stream has ended.</summary>
     public bool ReceiveFinished => FinReceived && _receiveBuffer.Count == 0;
@@ -76,8 +81,12 @@ public sealed partial class Tcb
     {
         if (State == TcpState.SynReceived && Listener is not null)
             Listener.HalfOpenCount--;
+        if (State == TcpState.TimeWait)
+            _stack.Tcp.TimeWaitEnded();
         CloseReason = reason;
         SetState(TcpState.Closed, cause);
+        _sendBuffer.Clear();      // nothing can be sent any more
+        _receiveBuffer.Release(); // unless the application still has bytes to read
         _retransmitDeadline = Never;
         _timeWaitDeadline = Never;
         Raise(ConnectionEvents.Closed);

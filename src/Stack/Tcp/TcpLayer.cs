@@ -151,6 +151,23 @@ internal sealed class TcpLayer
         tcb.MarkClosed(reason, cause);
     }
 
+    /// <summary>Connections now in TIME-WAIT.</summary>
+    public int TimeWaitCount { get; private set; }
+
+    /// <summary>Reserves a TIME-WAIT slot; false when <see cref="NetStackOptions.MaxTimeWait"/> are in use.</summary>
+    public bool TryAddTimeWait()
+    {
+        if (TimeWaitCount >= _stack.Options.MaxTimeWait)
+        {
+            _stack.Counters.TimeWaitLimitReached++;
+            return false;
+        }
+        TimeWaitCount++;
+        return true;
+    }
+
+    public void TimeWaitEnded() => TimeWaitCount--;
+
     public void EnqueueOutput(Tcb tcb) => _outputQueue.Add(tcb);
 
     public void NoteDeadline(long deadline)

@@ -126,4 +126,45 @@ public class CloseTests
         tcb.Close();
         Assert.Equal(0, tcb.Send("late"u8));
     }
+
+    [Fact]
+    public void Time_wait_holds_no_buffer_memory()
+    {
+        var (peer, c, tcb) = Established();
+        c.SendData("request"u8);
+        tcb.Receive(new byte[16]);
+        tcb.Send("response"u8);
+        tcb.Close();
+        peer.Poll();
+        Assert.True(tcb.HoldsBufferMemory);
+        c.ServerNxt += 9;
+        c.SendAck();
+        c.SendFin();
+        Assert.Equal(TcpState.TimeWait, tcb.State);
+        Assert.False(tcb.HoldsBufferMemory);
+    }
+
+    [Fact]
+    public void Beyond_the_time_wait_limit_a_closing_connection_is_deleted_after_its_last_ack()
+    {
+        var defaults = ScriptedPeer.DefaultOptions();
+        var peer = new ScriptedPeer(new NetStackOptions { Address = defaults.Address, IsnSecret = defaults.IsnSecret, MaxTimeWait = 1 });
+        peer.Stack.Listen(80);
+        TcpState ActiveClose(ushort port)
+        {
+            var c = new ScriptedConnection(peer, clientPort: port);
+            var tcb = c.Establish();
+            tcb.Close();
+            peer.Poll();
+            c.ServerNxt++;
+            c.SendAck();
+            var lastAck = Assert.Single(c.SendFin());
+            Assert.Equal(c.ClientNxt, lastAck.Ack);
+            return tcb.State;
+        }
+        Assert.Equal(TcpState.TimeWait, ActiveClose(1));
+        Assert.Equal(TcpState.Closed, ActiveClose(2));
+        Assert.Equal(1, peer.Stack.Counters.TimeWaitLimitReached);
+        Assert.Single(peer.Stack.Connections);
+    }
 }
