@@ -19,6 +19,9 @@ public sealed partial class Tcb
 
     internal long NextDeadline => Math.Min(_retransmitDeadline, _timeWaitDeadline);
 
+    /// <summary>The deadline of this connection's live entry in the stack's <see cref="TimerQueue"/>.</summary>
+    internal long QueuedDeadline = Never;
+
     private void StartRetransmitTimerIfIdle()
     {
         if (_retransmitDeadline == Never)
@@ -28,7 +31,7 @@ public sealed partial class Tcb
     private void RestartRetransmitTimer()
     {
         _retransmitDeadline = _stack.Now + _rto.Current;
-        _stack.Tcp.NoteDeadline(_retransmitDeadline);
+        _stack.Tcp.ScheduleTimer(this, _retransmitDeadline);
     }
 
     private void StopRetransmitTimer() => _retransmitDeadline = Never;
@@ -49,7 +52,7 @@ public sealed partial class Tcb
         _receiveBuffer.Release(); // if the application has read it all; otherwise when it has
         StopRetransmitTimer();
         _timeWaitDeadline = _stack.Now + 2 * _stack.Options.MslMicros;
-        _stack.Tcp.NoteDeadline(_timeWaitDeadline);
+        _stack.Tcp.ScheduleTimer(this, _timeWaitDeadline);
     }
 
     internal void OnTimer()

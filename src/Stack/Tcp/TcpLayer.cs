@@ -15,7 +15,7 @@ internal sealed class TcpLayer
     private List<Tcb> _outputQueue = new();
     private List<Tcb> _outputDraining = new();
     private readonly IsnGenerator _isn;
-    private long _nextDeadline = Tcb.Never;
+    private readonly TimerQueue _timers = new();
 
     public TcpLayer(NetStack stack, IsnGenerator isn)
     {
@@ -26,7 +26,8 @@ internal sealed class TcpLayer
 
     public SegmentSender Sender { get; }
     public IReadOnlyCollection<Tcb> Connections => _connections.Values;
-    public long NextDeadline => _nextDeadline;
+    public long NextDeadline => _timers.NextDeadline;
+    public int TimerEntries => _timers.Count;
 
     public ListenEndpoint Listen(ushort port, int backlog)
     {
@@ -170,28 +171,10 @@ internal sealed class TcpLayer
 
     public void EnqueueOutput(Tcb tcb) => _outputQueue.Add(tcb);
 
-    public void NoteDeadline(long deadline)
-    {
-        if (deadline < _nextDeadline)
-            _nextDeadline = deadline;
-    }
+    public void ScheduleTimer(Tcb tcb, long deadline) => _timers.Schedule(tcb, deadline);
 
-    /// <summary>Fires every timer that is due at <see cref="NetStack.Now"/> and recomputes the next deadline.</summary>
-    public void RunTimers()
-    {
-        long now = _stack.Now;
-        if (now < _nextDeadline)
-            return;
-        long next = Tcb.Never;
-        foreach (var tcb in _connections.Values) // removal during enumeration is allowed for Dictionary
-        {
-            if (tcb.NextDeadline <= now)
-                tcb.OnTimer();
-            if (tcb.State != TcpState.Closed)
-                next = Math.Min(next, tcb.NextDeadline);
-        }
-        _nextDeadline = next;
-    }
+    /// <summary>Fires every timer that is due at <see cref="NetStack.Now"/>.</summary>
+    public void RunTimers() => _timers.RunDue(_stack.Now);
 
     /// <summary>Lets every connection that asked for it send what it can.</summary>
     public void FlushOutput()
