@@ -52,7 +52,14 @@ internal sealed class TcpLayer
         _stack.Counters.SegmentsReceived++;
 
         var tuple = new FourTuple(destination, seg.DestinationPort, source, seg.SourcePort);
-        if (_connections.TryGetValue(tuple, out var tcb))
+        if (_connections.TryGetValue(tuple, out var tcb) && IsNewSynForTimeWait(tcb, seg))
+        {
+            // RFC 9293 §3.6.1 / RFC 6191: a new SYN whose sequence number is beyond the old connection's may
+            // reopen a connection in TIME-WAIT. Forget the old one and let the listener take the SYN.
+            Remove(tcb, CloseReason.Normal, "new SYN");
+            tcb = null;
+        }
+        if (tcb is not null)
         {
             var before = tcb.State;
             var drop = tcb.SegmentArrives(seg, options);
@@ -65,6 +72,12 @@ internal sealed class TcpLayer
             return ListenSegmentArrives(listener, tuple, seg, options);
         return ClosedSegmentArrives(tuple, seg, options);
     }
+
+    private bool IsNewSynForTimeWait(Tcb tcb, in TcpSegment seg) =>
+        tcb.State == TcpState.TimeWait
+        && (seg.Flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst | TcpFlags.Fin)) == TcpFlags.Syn
+        && new SeqNumber(seg.SequenceNumber) > tcb.RcvNxt
+        && _listeners.ContainsKey(seg.DestinationPort);
 
     /// <summary>RFC 9293 §3.10.7.1: no TCB and no listener — answer with a reset, never a reset to a reset.</summary>
     private DropReason ClosedSegmentArrives(in FourTuple tuple, in TcpSegment seg, in TcpOptions options)

@@ -167,4 +167,38 @@ public class CloseTests
         Assert.Equal(1, peer.Stack.Counters.TimeWaitLimitReached);
         Assert.Single(peer.Stack.Connections);
     }
+
+    [Fact]
+    public void New_syn_beyond_the_old_sequence_space_reopens_a_time_wait_connection()
+    {
+        var (peer, c, tcb) = Established();
+        tcb.Close();
+        peer.Poll();
+        c.ServerNxt++;
+        c.SendAck();
+        c.SendFin();
+        Assert.Equal(TcpState.TimeWait, tcb.State);
+
+        // The client reuses its port at once, with a larger ISN (as Linux does): a SYN-ACK, not an ACK.
+        var synAck = Assert.Single(c.Send(c.ClientNxt + 100_000, 0, TcpFlags.Syn, default, 65535, new TcpOptions { Mss = 1460 }));
+        Assert.Equal(TcpFlags.Syn | TcpFlags.Ack, synAck.Flags);
+        Assert.Equal(c.ClientNxt + 100_001, synAck.Ack);
+        Assert.Equal(TcpState.SynReceived, c.Tcb!.State);
+        Assert.NotSame(tcb, c.Tcb);
+    }
+
+    [Fact]
+    public void Old_syn_in_time_wait_is_answered_with_an_ack()
+    {
+        var (peer, c, tcb) = Established();
+        tcb.Close();
+        peer.Poll();
+        c.ServerNxt++;
+        c.SendAck();
+        c.SendFin();
+
+        var ack = Assert.Single(c.Send(c.ClientNxt - 50, 0, TcpFlags.Syn));
+        Assert.Equal(TcpFlags.Ack, ack.Flags);
+        Assert.Equal(TcpState.TimeWait, tcb.State);
+    }
 }
