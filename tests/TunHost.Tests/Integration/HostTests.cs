@@ -107,11 +107,17 @@ public sealed class HostTests(ITestOutputHelper output)
         await using var ns = new NetNamespace(output);
         await using var host = await StackHost.StartAsync(ns, output);
 
+        // Both close orders: curl closes first (our passive close, LAST-ACK), and with "Connection: close" we
+        // close first (our active close, which ends in TIME-WAIT); plus an echo connection.
         for (int i = 0; i < 3; i++)
         {
             var r = await ns.RunAsync(CommandTimeout, "curl", "-sS", "-m", "10", "-o", "/dev/null", Url + "/");
             host.Check(r.Succeeded, $"curl / #{i} failed: {r}");
         }
+        var close = await ns.RunAsync(CommandTimeout, "curl", "-sS", "-m", "10", "-o", "/dev/null", "-H", "Connection: close", Url + "/bytes/100000");
+        host.Check(close.Succeeded, $"curl with Connection: close failed: {close}");
+        var echo = await ns.RunAsync(CommandTimeout, "sh", "-c", "echo hello | nc -N -w 5 198.18.0.2 7");
+        host.Check(echo.Succeeded && echo.Stdout.Trim() == "hello", $"echo failed: {echo}");
 
         // With --msl 200 TIME-WAIT lasts 400 ms; allow generous slack, then only the /stats query itself may be left.
         var clock = Stopwatch.StartNew();
