@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using TunStack.Ip;
+using TunStack.Tests.Wire;
 using TunStack.Wire;
 
 namespace TunStack.Benchmarks;
@@ -24,7 +25,7 @@ public class WireBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _received = CapturedPackets.FullSizeData;
+        _received = LinuxCaptures.FullSizeData;
         var random = new Random(42);
         _bytes1460 = new byte[1460];
         _bytes64K = new byte[64 * 1024];

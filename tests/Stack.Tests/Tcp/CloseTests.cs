@@ -71,11 +71,7 @@ public class CloseTests
     public void Retransmitted_fin_in_time_wait_is_acknowledged_and_restarts_the_timer()
     {
         var (peer, c, tcb) = Established();
-        tcb.Close();
-        peer.Poll();
-        c.ServerNxt++;
-        c.SendAck();
-        c.SendFin();
+        c.CloseActivelyToTimeWait(tcb);
         Assert.Equal(TcpState.TimeWait, tcb.State);
         peer.Advance(600_000);
 
@@ -154,11 +150,7 @@ public class CloseTests
         {
             var c = new ScriptedConnection(peer, clientPort: port);
             var tcb = c.Establish();
-            tcb.Close();
-            peer.Poll();
-            c.ServerNxt++;
-            c.SendAck();
-            var lastAck = Assert.Single(c.SendFin());
+            var lastAck = Assert.Single(c.CloseActivelyToTimeWait(tcb));
             Assert.Equal(c.ClientNxt, lastAck.Ack);
             return tcb.State;
         }
@@ -172,11 +164,7 @@ public class CloseTests
     public void New_syn_beyond_the_old_sequence_space_reopens_a_time_wait_connection()
     {
         var (peer, c, tcb) = Established();
-        tcb.Close();
-        peer.Poll();
-        c.ServerNxt++;
-        c.SendAck();
-        c.SendFin();
+        c.CloseActivelyToTimeWait(tcb);
         Assert.Equal(TcpState.TimeWait, tcb.State);
 
         // The client reuses its port at once, with a larger ISN (as Linux does): a SYN-ACK, not an ACK.
@@ -191,11 +179,7 @@ public class CloseTests
     public void Old_syn_in_time_wait_is_answered_with_an_ack()
     {
         var (peer, c, tcb) = Established();
-        tcb.Close();
-        peer.Poll();
-        c.ServerNxt++;
-        c.SendAck();
-        c.SendFin();
+        c.CloseActivelyToTimeWait(tcb);
 
         var ack = Assert.Single(c.Send(c.ClientNxt - 50, 0, TcpFlags.Syn));
         Assert.Equal(TcpFlags.Ack, ack.Flags);

@@ -169,4 +169,17 @@ public sealed class ScriptedConnection
         ClientNxt++;
         return result;
     }
+
+    /// <summary>
+    /// Our active close, played out: the application closes, the peer ACKs our FIN and sends its own; the
+    /// connection ends in TIME-WAIT (RFC 9293 §3.6, Figure 12). Returns the peer's view of our last ACK.
+    /// </summary>
+    public List<Seg> CloseActivelyToTimeWait(Tcb tcb)
+    {
+        tcb.Close();
+        Peer.Poll();
+        ServerNxt++;
+        SendAck();
+        return SendFin();
+    }
 }

@@ -13,11 +13,7 @@ public class TimerQueueTests
         {
             var c = new ScriptedConnection(peer, clientPort: port);
             var tcb = c.Establish();
-            tcb.Close();
-            peer.Poll();
-            c.ServerNxt++;
-            c.SendAck();
-            c.SendFin();
+            c.CloseActivelyToTimeWait(tcb);
             Assert.Equal(TcpState.TimeWait, tcb.State);
             peer.Advance(1_000); // one connection per millisecond
         }
