@@ -58,6 +58,12 @@ public sealed class NetStack
         {
             reason = ReceiveIp(packet);
         }
+        catch (Exception e)
+        {
+            // Never let one packet take the stack down; the counter and the trace make the bug visible.
+            Counters.LastInternalError = e;
+            reason = DropReason.InternalError;
+        }
         finally
         {
             InSegmentArrival = false;

@@ -23,6 +23,9 @@ public sealed class StackCounters
     public long EchoRepliesSent;
     public long TimeWaitLimitReached;
 
+    /// <summary>The latest exception caught on the packet path (a bug), or null.</summary>
+    public Exception? LastInternalError { get; internal set; }
+
     public long Dropped(DropReason reason) => _drops[(int)reason];
 
     public long TotalDropped

@@ -32,4 +32,6 @@ public enum DropReason
     BadSourceAddress,
     /// <summary>An IPv6 packet: not handled yet (the kernel sends router and neighbour solicitations on link up).</summary>
     Ipv6NotSupported,
+    /// <summary>Processing the packet hit a bug in the stack; the exception is kept in <c>StackCounters.LastInternalError</c>.</summary>
+    InternalError,
 }

@@ -18,6 +18,7 @@ public class RobustnessTests
             peer.Poll();
         }, iter: 20_000, threads: 1); // one stack, one thread: the engine is single-threaded by design
         Assert.Equal(20_000, peer.Stack.Counters.PacketsReceived);
+        Assert.Null(peer.Stack.Counters.LastInternalError);
     }
 
     [Fact]
@@ -48,6 +49,7 @@ public class RobustnessTests
                 Assert.InRange(tcb.BytesAvailable, 0, 65536);
                 if (tcb.State == TcpState.Closed) break;
             }
+            Assert.Null(peer.Stack.Counters.LastInternalError);
         }, iter: 2_000);
     }
 }
