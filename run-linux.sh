@@ -124,6 +124,14 @@ cmd_run() {
     ip -n "$NS" link set lo up
     ip -n "$NS" tuntap add dev "$DEV" mode tun
     ip -n "$NS" addr add "$PEER_CIDR" dev "$DEV"
+    local mtu="" arg previous=""
+    for arg in "$@"; do
+        [[ $previous == --mtu ]] && mtu=$arg
+        [[ $arg == --mtu=* ]] && mtu=${arg#--mtu=}
+        previous=$arg
+    done
+    # The kernel's side of the link gets the same MTU as the stack.
+    [[ -z $mtu ]] || ip -n "$NS" link set "$DEV" mtu "$mtu"
     ip -n "$NS" link set "$DEV" up
 
     cat <<EOF
@@ -243,7 +251,10 @@ cmd_test() {
 cmd_bench() {
     local dotnet
     dotnet=$(find_dotnet) || die "dotnet not found: install the .NET 10 SDK"
-    exec "$dotnet" run -c Release --project bench/Stack.Benchmarks -- --filter '*' "$@"
+    local -a args=("$@")
+    # Without a --filter of the caller's, run every benchmark.
+    [[ " $* " == *" --filter"* ]] || args=(--filter '*' "${args[@]}")
+    exec "$dotnet" run -c Release --project bench/Stack.Benchmarks -- "${args[@]}"
 }
 
 case "${1:-}" in
