@@ -118,6 +118,9 @@ public sealed class HostTests(ITestOutputHelper output)
         host.Check(close.Succeeded, $"curl with Connection: close failed: {close}");
         var echo = await ns.RunAsync(CommandTimeout, "sh", "-c", "echo hello | nc -N -w 5 198.18.0.2 7");
         host.Check(echo.Succeeded && echo.Stdout.Trim() == "hello", $"echo failed: {echo}");
+        // Aborts: SO_LINGER 0 makes close() send RST, once into echo and once in the middle of a large download.
+        var abort = await ns.RunAsync(CommandTimeout, "python3", "-c", AbortClient, StackHost.StackAddress);
+        host.Check(abort.Succeeded && abort.Stdout.Trim() == "aborted 2", $"abort client failed: {abort}");
 
         // With --msl 200 TIME-WAIT lasts 400 ms; allow generous slack, then only the /stats query itself may be left.
         var clock = Stopwatch.StartNew();
@@ -186,9 +189,31 @@ public sealed class HostTests(ITestOutputHelper output)
             why = $"the one connection is {remote} in {state}, expected {expectedRemote} Established";
             return false;
         }
+        if (doc.RootElement.GetProperty("drops").TryGetProperty("InternalError", out _))
+        {
+            why = "the stack counted an internal error";
+            return false;
+        }
         why = "";
         return true;
     }
+
+    /// <summary>Resets two connections from the client side (SO_LINGER with a zero timeout).</summary>
+    private const string AbortClient = """
+        import socket, struct, sys
+        host = sys.argv[1]
+        linger0 = struct.pack('ii', 1, 0)
+        s = socket.create_connection((host, 7), timeout=10)
+        s.sendall(b'x' * 100000)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger0)
+        s.close()
+        s = socket.create_connection((host, 80), timeout=10)
+        s.sendall(b'GET /bytes/100000000 HTTP/1.1\r\nHost: t\r\n\r\n')
+        assert s.recv(65536).startswith(b'HTTP/1.1 200'), 'the download did not start'
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger0)
+        s.close()
+        print('aborted 2')
+        """;
 
     private static string Summary(ProcessResult r) =>
         $"`{r.CommandLine}` exit {r.ExitCode}{(r.TimedOut ? " (timed out)" : "")}, {r.StdoutBytes.Length} bytes, stderr: {r.Stderr.Trim()}";
