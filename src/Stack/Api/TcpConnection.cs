@@ -27,6 +27,7 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     private bool _readPending;
     private ValueTask<ReadResult> _pendingRead;
     private bool _outboundDone;
+    private Exception? _outboundError;
 
     internal TcpConnection(EventLoop loop, Tcb tcb)
     {
@@ -145,13 +146,8 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
         {
             if (Tcb.State is not (TcpState.Established or TcpState.CloseWait))
             {
-                if (Tcb.State == TcpState.Closed || Tcb.State > TcpState.CloseWait || Tcb.State == TcpState.FinWait1 || Tcb.State == TcpState.FinWait2)
-                {
-                    // The connection can no longer send: tell a writer that is still writing.
-                    _outboundDone = true;
-                    if (_readPending) return; // completed when the pending read finishes
-                    reader.Complete(Tcb.State == TcpState.Closed && Tcb.CloseReason != CloseReason.Normal ? ClosedException() : null);
-                }
+                // Our FIN is queued or the connection is gone: tell a writer that is still writing.
+                FinishOutbound(Tcb.State == TcpState.Closed && Tcb.CloseReason != CloseReason.Normal ? ClosedException() : null);
                 return;
             }
             if (Tcb.SendSpace == 0)
@@ -182,8 +178,7 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
             catch (Exception)
             {
                 // The application completed its output with an error: abort the connection.
-                _outboundDone = true;
-                reader.Complete();
+                FinishOutbound(null);
                 Tcb.Abort();
                 return;
             }
@@ -202,18 +197,32 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
             if (result.IsCompleted || result.IsCanceled)
             {
                 // The application finished writing: CLOSE, our FIN follows the data (RFC 9293 §3.10.4).
-                _outboundDone = true;
-                reader.Complete();
+                FinishOutbound(null);
                 Tcb.Close();
                 return;
             }
         }
         if (_readPending && _pendingRead.IsCompleted)
         {
+            // The read cancelled by FinishOutbound has returned: now the reader can be completed.
             _readPending = false;
             try { _pendingRead.GetAwaiter().GetResult(); } catch (Exception) { }
-            reader.Complete();
+            reader.Complete(_outboundError);
         }
+    }
+
+    /// <summary>
+    /// Loop thread: no more bytes will be taken from the output pipe. A read still outstanding is cancelled first,
+    /// so the reader is completed (and the application's writer learns of it) as soon as that read returns.
+    /// </summary>
+    private void FinishOutbound(Exception? error)
+    {
+        _outboundDone = true;
+        _outboundError = error;
+        if (_readPending)
+            _outbound.Reader.CancelPendingRead();
+        else
+            _outbound.Reader.Complete(error);
     }
 
     private Exception ClosedException() => Tcb.CloseReason switch

@@ -118,6 +118,11 @@ public class EventLoopTests
         h.Send(h.ClientNxt, 0, TcpFlags.Rst);
         h.Loop.RunOnce(wait: false);
         await Assert.ThrowsAsync<ConnectionResetException>(() => read.WaitAsync(Deadline));
+
+        // The loop had a read pending on the output pipe; it is cancelled, so a writer learns of the reset too.
+        h.Loop.RunOnce(wait: false);
+        await Assert.ThrowsAsync<ConnectionResetException>(
+            () => connection.Output.WriteAsync("late"u8.ToArray()).AsTask().WaitAsync(Deadline));
     }
 
     [Fact]
