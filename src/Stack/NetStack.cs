@@ -123,7 +123,6 @@ public sealed class NetStack
         if (nowMicros > Now) Now = nowMicros;
         Tcp.RunTimers();
         Tcp.FlushOutput();
-        Counters.PacketsSent = Counters.SegmentsSent + Counters.EchoRepliesSent;
         return Tcp.NextDeadline;
     }
 

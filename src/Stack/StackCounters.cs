@@ -8,7 +8,7 @@ public sealed class StackCounters
     private readonly long[] _drops = new long[Enum.GetValues<DropReason>().Length];
 
     public long PacketsReceived;
-    public long PacketsSent;
+    public long PacketsSent => SegmentsSent + EchoRepliesSent;
     public long SegmentsReceived;
     public long SegmentsSent;
     public long Retransmissions;

@@ -40,11 +40,7 @@ internal sealed class SegmentSender
         if (tcb is not null)
             tcb.Trace(TraceDirection.Out, seq, ack, flags, window, payloadLength, options, tcb.State);
         else
-            _stack.Tracer.OnSegment(new SegmentTraceRecord
-            {
-                TimeMicros = _stack.Now, Direction = TraceDirection.Out, Tuple = tuple, Sequence = seq.Value,
-                Acknowledgment = ack.Value, Flags = flags, Window = window, PayloadLength = payloadLength,
-                Options = options, Before = TcpState.Closed, After = TcpState.Closed,
-            });
+            _stack.Tcp.TraceWithoutConnection(TraceDirection.Out, tuple, seq.Value, ack.Value, flags, window, payloadLength,
+                options, TcpState.Closed);
     }
 }

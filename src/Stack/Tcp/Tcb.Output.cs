@@ -73,7 +73,7 @@ public sealed partial class Tcb
             if (length > 0 && length < SendMss && length < unsent && usable < _maxSndWnd / 2 && inFlight > 0)
                 length = 0;
 
-            bool fin = _finQueued && SndNxt + length == FinSeq && length == Math.Max(unsent, 0);
+            bool fin = _finQueued && SndNxt + length == FinSeq; // the FIN rides on the segment that ends the data
             if (length == 0 && !fin)
                 break;
 

@@ -103,8 +103,6 @@ public sealed partial class Tcb
         _stack.EnqueueOutput(this);
     }
 
-    internal void ClearOutputPending() => _outputPending = false;
-
     internal void Raise(ConnectionEvents e)
     {
         bool wasIdle = _events == ConnectionEvents.None;

@@ -139,13 +139,19 @@ internal sealed class TcpLayer
         return DropReason.None;
     }
 
-    private void TraceNoConnection(in FourTuple tuple, in TcpSegment seg, in TcpOptions options, TcpState state, DropReason drop)
+    private void TraceNoConnection(in FourTuple tuple, in TcpSegment seg, in TcpOptions options, TcpState state, DropReason drop) =>
+        TraceWithoutConnection(TraceDirection.In, tuple, seg.SequenceNumber, seg.AcknowledgmentNumber, seg.Flags,
+            seg.Window, seg.Payload.Length, options, state, drop);
+
+    /// <summary>Traces a segment that belongs to no TCB (to or from LISTEN or CLOSED): numbers stay absolute.</summary>
+    public void TraceWithoutConnection(TraceDirection direction, in FourTuple tuple, uint seq, uint ack, TcpFlags flags,
+        ushort window, int payloadLength, in TcpOptions options, TcpState state, DropReason drop = DropReason.None)
     {
         _stack.Tracer?.OnSegment(new SegmentTraceRecord
         {
-            TimeMicros = _stack.Now, Direction = TraceDirection.In, Tuple = tuple, Sequence = seg.SequenceNumber,
-            Acknowledgment = seg.AcknowledgmentNumber, Flags = seg.Flags, Window = seg.Window,
-            PayloadLength = seg.Payload.Length, Options = options, Before = state, After = state, Drop = drop,
+            TimeMicros = _stack.Now, Direction = direction, Tuple = tuple, Sequence = seq, Acknowledgment = ack,
+            Flags = flags, Window = window, PayloadLength = payloadLength, Options = options,
+            Before = state, After = state, Drop = drop,
         });
     }
 

@@ -34,7 +34,4 @@ public static class TcpStateExtensions
         TcpState.TimeWait => "TIME-WAIT",
         _ => state.ToString(),
     };
-
-    /// <summary>States after the handshake in which both sequence spaces are known (RFC 9293 §3.5).</summary>
-    public static bool IsSynchronized(this TcpState state) => state >= TcpState.Established;
 }

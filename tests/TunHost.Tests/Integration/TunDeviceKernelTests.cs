@@ -129,6 +129,7 @@ public sealed class TunDeviceKernelTests(ITestOutputHelper output)
         var clock = Stopwatch.StartNew();
         var waker = Task.Run(async () =>
         {
+            // Not a wait for an outcome: the delay makes the wake land while the main thread is blocked in poll().
             await Task.Delay(200);
             device.Wake();
         });
@@ -166,7 +167,7 @@ public sealed class TunDeviceKernelTests(ITestOutputHelper output)
                 // Disposed before the wait began: also fine.
             }
         });
-        await Task.Delay(100);
+        await Task.Delay(100); // let the waiter block in poll(); the test also passes if Dispose comes first
         device.Dispose();
         device.Dispose();
         device.Wake();
