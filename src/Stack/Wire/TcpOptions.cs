@@ -6,7 +6,7 @@ namespace TunStack.Wire;
 /// The TCP options the stack understands, parsed from (or written to) the options area of a header
 /// (RFC 9293 §3.1/§3.2; window scale and timestamps RFC 7323; SACK RFC 2018).
 /// </summary>
-public struct TcpOptions
+public struct TcpOptions : IEquatable<TcpOptions>
 {
     public const byte KindEndOfList = 0;
     public const byte KindNoOperation = 1;
@@ -16,6 +16,11 @@ public struct TcpOptions
     public const byte KindSack = 5;
     public const byte KindTimestamps = 8;
 
+    /// <summary>The most SACK blocks one option can carry in 40 bytes of option space (RFC 2018 §3).</summary>
+    public const int MaxSackBlocks = 4;
+    /// <summary>Bytes an option area needs for the timestamps option, padded (RFC 7323 Appendix A layout).</summary>
+    public const int TimestampsLength = 12;
+
     public ushort? Mss;
     public byte? WindowScale;
     public bool SackPermitted;
@@ -23,7 +28,19 @@ public struct TcpOptions
     public uint TimestampValue;
     public uint TimestampEcho;
     public int SackBlockCount;
+    /// <summary>The SACK blocks in the order the sender listed them (the first is the most recent, RFC 2018 §4).</summary>
+    public SackBlockArray SackBlocks;
     public int UnknownCount;
+
+    /// <summary>Bytes the SACK option needs for <paramref name="blocks"/> blocks, padded to a multiple of 4.</summary>
+    public static int SackLength(int blocks) => blocks == 0 ? 0 : 2 + 2 + 8 * blocks;
+
+    /// <summary>Adds a SACK block to send; ignored beyond <see cref="MaxSackBlocks"/>.</summary>
+    public void AddSackBlock(SackBlock block)
+    {
+        if (SackBlockCount < MaxSackBlocks)
+            SackBlocks[SackBlockCount++] = block;
+    }
 
     /// <summary>
     /// Parses an options area. Structural errors — a length of 0 or 1, or an option running past the end — fail
@@ -61,8 +78,12 @@ public struct TcpOptions
                 case KindSackPermitted when length == 2:
                     options.SackPermitted = true;
                     break;
-                case KindSack when (length - 2) % 8 == 0 && length > 2:
+                case KindSack when (length - 2) % 8 == 0 && length > 2 && length <= 2 + 8 * MaxSackBlocks:
                     options.SackBlockCount = (length - 2) / 8;
+                    for (int b = 0; b < options.SackBlockCount; b++)
+                        options.SackBlocks[b] = new SackBlock(
+                            BinaryPrimitives.ReadUInt32BigEndian(body[(8 * b)..]),
+                            BinaryPrimitives.ReadUInt32BigEndian(body[(8 * b + 4)..]));
                     break;
                 case KindTimestamps when length == 10:
                     options.HasTimestamps = true;
@@ -92,7 +113,13 @@ public struct TcpOptions
             BinaryPrimitives.WriteUInt16BigEndian(destination[n..], mss);
             n += 2;
         }
-        if (SackPermitted)
+        if (SackPermitted && HasTimestamps)
+        {
+            // The layout Linux uses in a SYN: SACK-permitted fills the two bytes that would be NOPs.
+            destination[n++] = KindSackPermitted;
+            destination[n++] = 2;
+        }
+        else if (SackPermitted)
         {
             destination[n++] = KindNoOperation;
             destination[n++] = KindNoOperation;
@@ -101,8 +128,11 @@ public struct TcpOptions
         }
         if (HasTimestamps)
         {
-            destination[n++] = KindNoOperation;
-            destination[n++] = KindNoOperation;
+            if (!SackPermitted)
+            {
+                destination[n++] = KindNoOperation;
+                destination[n++] = KindNoOperation;
+            }
             destination[n++] = KindTimestamps;
             destination[n++] = 10;
             BinaryPrimitives.WriteUInt32BigEndian(destination[n..], TimestampValue);
@@ -116,10 +146,40 @@ public struct TcpOptions
             destination[n++] = 3;
             destination[n++] = shift;
         }
+        if (SackBlockCount > 0)
+        {
+            destination[n++] = KindNoOperation;
+            destination[n++] = KindNoOperation;
+            destination[n++] = KindSack;
+            destination[n++] = (byte)(2 + 8 * SackBlockCount);
+            for (int b = 0; b < SackBlockCount; b++)
+            {
+                BinaryPrimitives.WriteUInt32BigEndian(destination[n..], SackBlocks[b].Left);
+                BinaryPrimitives.WriteUInt32BigEndian(destination[(n + 4)..], SackBlocks[b].Right);
+                n += 8;
+            }
+        }
         while (n % 4 != 0)
             destination[n++] = KindNoOperation;
         return n;
     }
+
+    /// <summary>Field by field; SACK blocks up to the count (the inline storage beyond it is not compared).</summary>
+    public readonly bool Equals(TcpOptions other)
+    {
+        if (Mss != other.Mss || WindowScale != other.WindowScale || SackPermitted != other.SackPermitted
+            || HasTimestamps != other.HasTimestamps || TimestampValue != other.TimestampValue
+            || TimestampEcho != other.TimestampEcho || SackBlockCount != other.SackBlockCount || UnknownCount != other.UnknownCount)
+            return false;
+        for (int i = 0; i < SackBlockCount; i++)
+            if (SackBlocks[i] != other.SackBlocks[i]) return false;
+        return true;
+    }
+
+    public override readonly bool Equals(object? obj) => obj is TcpOptions other && Equals(other);
+    public override readonly int GetHashCode() => HashCode.Combine(Mss, WindowScale, SackPermitted, TimestampValue, TimestampEcho, SackBlockCount);
+    public static bool operator ==(TcpOptions a, TcpOptions b) => a.Equals(b);
+    public static bool operator !=(TcpOptions a, TcpOptions b) => !a.Equals(b);
 
     /// <summary>A compact tcpdump-like rendering, e.g. "mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 7".</summary>
     public override readonly string ToString()
@@ -129,7 +189,12 @@ public struct TcpOptions
         if (SackPermitted) parts.Add("sackOK");
         if (HasTimestamps) parts.Add($"TS val {TimestampValue} ecr {TimestampEcho}");
         if (WindowScale is byte ws) parts.Add($"wscale {ws}");
-        if (SackBlockCount > 0) parts.Add($"sack {SackBlockCount}");
+        if (SackBlockCount > 0)
+        {
+            var blocks = new string[SackBlockCount];
+            for (int b = 0; b < SackBlockCount; b++) blocks[b] = SackBlocks[b].ToString();
+            parts.Add($"sack {SackBlockCount} {{{string.Join(' ', blocks)}}}");
+        }
         if (UnknownCount > 0) parts.Add($"unknown {UnknownCount}");
         return string.Join(",", parts);
     }

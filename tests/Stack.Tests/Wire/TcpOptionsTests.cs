@@ -60,8 +60,44 @@ public class TcpOptionsTests
         var o = new TcpOptions { Mss = 1460, SackPermitted = true, HasTimestamps = true, TimestampValue = 1, TimestampEcho = 2, WindowScale = 7 };
         var buffer = new byte[40];
         int n = o.WriteTo(buffer);
-        Assert.Equal("020405b4" + "01010402" + "0101080a0000000100000002" + "01030307", Convert.ToHexStringLower(buffer.AsSpan(0, n)));
+        // Linux's SYN layout (compare the captured SYN above): SACK-permitted takes the timestamps' padding.
+        Assert.Equal("020405b4" + "0402080a0000000100000002" + "01030307", Convert.ToHexStringLower(buffer.AsSpan(0, n)));
         Assert.Equal(0, new TcpOptions().WriteTo(buffer));
+
+        var sackOnly = new TcpOptions { Mss = 1460, SackPermitted = true };
+        Assert.Equal("020405b4" + "01010402", Convert.ToHexStringLower(buffer.AsSpan(0, sackOnly.WriteTo(buffer))));
+    }
+
+    [Fact]
+    public void Writes_timestamps_and_three_sack_blocks_in_forty_bytes()
+    {
+        var o = new TcpOptions { HasTimestamps = true, TimestampValue = 7, TimestampEcho = 9 };
+        o.AddSackBlock(new SackBlock(100, 200));
+        o.AddSackBlock(new SackBlock(300, 400));
+        o.AddSackBlock(new SackBlock(0xFFFF_FF00, 16));
+        var buffer = new byte[40];
+        int n = o.WriteTo(buffer);
+        Assert.Equal(40, n);
+        Assert.Equal(TcpOptions.TimestampsLength + TcpOptions.SackLength(3), n);
+        Assert.Equal("0101080a0000000700000009" + "0101051a" + "00000064000000c8" + "0000012c00000190" + "ffffff0000000010",
+            Convert.ToHexStringLower(buffer.AsSpan(0, n)));
+        Assert.True(TcpOptions.TryParse(buffer.AsSpan(0, n), out var read));
+        Assert.Equal(3, read.SackBlockCount);
+        Assert.Equal(new SackBlock(100, 200), read.SackBlocks[0]);
+        Assert.Equal(new SackBlock(0xFFFF_FF00, 16), read.SackBlocks[2]);
+        Assert.Equal("TS val 7 ecr 9,sack 3 {100:200 300:400 4294967040:16}", read.ToString());
+    }
+
+    [Fact]
+    public void A_sack_option_longer_than_four_blocks_is_ignored()
+    {
+        // 5 blocks (42 bytes) cannot fit in a real header; the option is skipped, not trusted.
+        var area = new byte[42];
+        area[0] = TcpOptions.KindSack;
+        area[1] = 42;
+        Assert.True(TcpOptions.TryParse(area, out var o));
+        Assert.Equal(0, o.SackBlockCount);
+        Assert.Equal(1, o.UnknownCount);
     }
 
     [Fact]
@@ -70,6 +106,7 @@ public class TcpOptionsTests
         var gen = Gen.Select(Gen.UShort.Nullable(), Gen.Byte.Nullable(), Gen.Bool, Gen.Bool, Gen.UInt, Gen.UInt);
         gen.Sample((mss, wscale, sackOk, hasTs, tsVal, tsEcr) =>
         {
+            // A SYN's option set (SACK blocks are never sent on a SYN; they are covered above).
             var written = new TcpOptions
             {
                 Mss = mss,
