@@ -45,6 +45,15 @@ public sealed class NetStack
     public ListenEndpoint Listen(ushort port, int? backlog = null) => Tcp.Listen(port, backlog ?? Options.Backlog);
 
     /// <summary>
+    /// Active OPEN (RFC 9293 §3.10.1): connects to <paramref name="remote"/>:<paramref name="port"/> from our address and
+    /// an ephemeral port (RFC 6056), or from <paramref name="localPort"/>. The SYN goes out at the next <see cref="Poll"/>;
+    /// the connection raises <see cref="ConnectionEvents.Established"/> or <see cref="ConnectionEvents.Closed"/>
+    /// (refused, timed out).
+    /// </summary>
+    public Tcb Connect(IpAddress remote, ushort port, ushort localPort = 0) =>
+        Tcp.Connect(Options.Address, remote, port, localPort);
+
+    /// <summary>
     /// One packet from the device. Never throws for any input: a malformed or unwanted packet is dropped and
     /// counted. Replies are queued; call <see cref="Poll"/> to let connections send.
     /// </summary>

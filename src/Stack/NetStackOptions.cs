@@ -1,3 +1,4 @@
+using TunStack.Tcp.Congestion;
 using TunStack.Wire;
 
 namespace TunStack;
@@ -17,8 +18,29 @@ public sealed class NetStackOptions
     public int ReceiveBufferSize { get; init; } = 256 * 1024;
     public int SendBufferSize { get; init; } = 256 * 1024;
 
-    /// <summary>Our window scale shift, offered when the peer offers one (RFC 7323 §2).</summary>
-    public byte WindowScale { get; init; } = 7;
+    /// <summary>
+    /// Our window scale shift, offered when the peer offers one (RFC 7323 §2). Null (the default) derives it from the
+    /// receive buffer: the smallest shift whose 16-bit window field can express the whole buffer.
+    /// </summary>
+    public byte? WindowScale { get; init; }
+
+    /// <summary>Offer and use selective acknowledgments (RFC 2018). On by default, as in Linux.</summary>
+    public bool Sack { get; init; } = true;
+
+    /// <summary>Offer and use timestamps (RFC 7323): RTT measurement, PAWS. On by default, as in Linux.</summary>
+    public bool Timestamps { get; init; } = true;
+
+    /// <summary>
+    /// How long an ACK for in-order data may wait for a second segment or data to ride on (RFC 9293 §3.8.6.3 allows
+    /// up to 500 ms; Linux's minimum is 40 ms). Zero acknowledges every segment at once.
+    /// </summary>
+    public long DelayedAckMicros { get; init; } = 40_000;
+
+    /// <summary>The congestion control algorithm of new connections.</summary>
+    public CongestionControlAlgorithm CongestionControl { get; init; } = CongestionControlAlgorithm.Cubic;
+
+    /// <summary>Turn Nagle's algorithm (RFC 9293 §3.7.4) off for new connections; each connection can change it.</summary>
+    public bool NoDelay { get; init; }
 
     /// <summary>RFC 6298 §2.1 initial RTO (1 s) and the floor. The RFC's 1 s floor is lowered to 200 ms, as in Linux.</summary>
     public long InitialRtoMicros { get; init; } = 1_000_000;
@@ -27,6 +49,12 @@ public sealed class NetStackOptions
 
     /// <summary>Retransmissions of one segment before the connection is abandoned (RFC 9293 §3.8.3, R2).</summary>
     public int MaxRetransmissions { get; init; } = 12;
+
+    /// <summary>Retransmissions of our SYN before an active open gives up (Linux's tcp_syn_retries is 6).</summary>
+    public int MaxSynRetransmissions { get; init; } = 6;
+
+    /// <summary>An active open that is not established within this time is aborted with a timeout.</summary>
+    public long ConnectTimeoutMicros { get; init; } = 75_000_000;
 
     /// <summary>Retransmissions of a SYN-ACK before the embryonic connection is dropped.</summary>
     public int MaxSynAckRetransmissions { get; init; } = 5;

@@ -12,10 +12,29 @@ public sealed class StackCounters
     public long SegmentsReceived;
     public long SegmentsSent;
     public long Retransmissions;
-    public long FastRetransmissions;
+    /// <summary>Fast recoveries entered (loss detected by RACK or duplicate ACKs).</summary>
+    public long FastRecoveries;
+    public long RetransmissionTimeouts;
+    /// <summary>Tail loss probes sent (RFC 8985 §7), and those that turned out to repair a loss.</summary>
+    public long LossProbes;
+    public long LossProbeRecoveries;
+    /// <summary>Retransmissions that were lost again and sent once more.</summary>
+    public long LostRetransmissions;
+    public long WindowProbes;
+    public long DelayedAcks;
+    public long OutOfOrderSegments;
+    /// <summary>Out-of-order segments not held because the reassembly had no free entry.</summary>
+    public long OutOfOrderDropped;
+    /// <summary>Segments whose bytes had all arrived before.</summary>
+    public long DuplicateSegments;
+    public long SackBlocksSent;
+    public long SackBlocksReceived;
+    public long DsacksReceived;
+    public long PawsRejected;
     public long ResetsSent;
     public long ResetsReceived;
     public long PassiveOpens;
+    public long ActiveOpens;
     public long ConnectionsEstablished;
     public long ConnectionsClosed;
     public long ConnectionsAborted;

@@ -27,6 +27,13 @@ public static class StatsJson
                 json.WriteNumber("srttMicros", tcb.SmoothedRttMicros);
                 json.WriteNumber("rtoMicros", tcb.CurrentRtoMicros);
                 json.WriteNumber("cwnd", tcb.CongestionWindow);
+                json.WriteNumber("ssthresh", tcb.SlowStartThreshold);
+                json.WriteNumber("bytesInFlight", tcb.BytesInFlight);
+                json.WriteNumber("outOfOrderBytes", tcb.BytesOutOfOrder);
+                json.WriteNumber("retransmissions", tcb.Retransmissions);
+                json.WriteString("congestionControl", tcb.CongestionControlName);
+                json.WriteBoolean("sack", tcb.SackEnabled);
+                json.WriteBoolean("timestamps", tcb.TimestampsEnabled);
                 json.WriteEndObject();
             }
             json.WriteEndArray();
@@ -38,7 +45,17 @@ public static class StatsJson
             json.WriteNumber("segmentsReceived", c.SegmentsReceived);
             json.WriteNumber("segmentsSent", c.SegmentsSent);
             json.WriteNumber("retransmissions", c.Retransmissions);
-            json.WriteNumber("fastRetransmissions", c.FastRetransmissions);
+            json.WriteNumber("fastRecoveries", c.FastRecoveries);
+            json.WriteNumber("retransmissionTimeouts", c.RetransmissionTimeouts);
+            json.WriteNumber("lossProbes", c.LossProbes);
+            json.WriteNumber("lostRetransmissions", c.LostRetransmissions);
+            json.WriteNumber("windowProbes", c.WindowProbes);
+            json.WriteNumber("delayedAcks", c.DelayedAcks);
+            json.WriteNumber("outOfOrderSegments", c.OutOfOrderSegments);
+            json.WriteNumber("duplicateSegments", c.DuplicateSegments);
+            json.WriteNumber("sackBlocksSent", c.SackBlocksSent);
+            json.WriteNumber("sackBlocksReceived", c.SackBlocksReceived);
+            json.WriteNumber("dsacksReceived", c.DsacksReceived);
             json.WriteNumber("resetsSent", c.ResetsSent);
             json.WriteNumber("resetsReceived", c.ResetsReceived);
             json.WriteNumber("passiveOpens", c.PassiveOpens);

@@ -5,6 +5,25 @@ namespace TunStack.Diagnostics;
 
 public enum TraceDirection : byte { In, Out }
 
+/// <summary>What a segment was, beyond its header: marks the trace prints after the state.</summary>
+[Flags]
+public enum TraceNote : byte
+{
+    None = 0,
+    /// <summary>Out: data (or a SYN, FIN) sent again.</summary>
+    Retransmission = 1,
+    /// <summary>Out: a tail loss probe (RFC 8985 §7).</summary>
+    LossProbe = 2,
+    /// <summary>Out: a zero-window probe (RFC 9293 §3.8.6.1).</summary>
+    WindowProbe = 4,
+    /// <summary>In: a duplicate ACK (RFC 5681 §2).</summary>
+    DuplicateAck = 8,
+    /// <summary>In: data beyond a gap, held for reassembly.</summary>
+    OutOfOrder = 16,
+    /// <summary>In: data we already had (reported with D-SACK, RFC 2883).</summary>
+    Duplicate = 32,
+}
+
 /// <summary>
 /// Everything the trace says about one TCP segment, in or out, plus the state transition it caused.
 /// Sequence numbers are absolute; <see cref="LocalIsn"/>/<see cref="PeerIsn"/> let a formatter make them
@@ -29,6 +48,7 @@ public readonly struct SegmentTraceRecord
     public TcpState After { get; init; }
     /// <summary>For incoming segments: why it was dropped, or None.</summary>
     public DropReason Drop { get; init; }
+    public TraceNote Note { get; init; }
 }
 
 /// <summary>Receives trace events from the engine (on the engine's thread). Null means tracing is off and costs nothing.</summary>

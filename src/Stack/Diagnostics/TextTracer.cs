@@ -56,13 +56,39 @@ public sealed class TextTracer : IStackTracer
         sb.Append(" win ").Append(r.Window).Append(" len ").Append(r.PayloadLength);
         if ((r.Flags & TcpFlags.Syn) != 0)
             sb.Append(" [").Append(r.Options.ToString()).Append(']');
+        else if (r.Options.SackBlockCount > 0)
+            AppendSackBlocks(sb, r.Options, ackBase);
         if (r.Drop != DropReason.None)
             sb.Append("  dropped: ").Append(r.Drop);
         if (r.Before != r.After)
             sb.Append("  ").Append(r.Before.ToRfcName()).Append(" -> ").Append(r.After.ToRfcName());
         else
             sb.Append("  ").Append(r.After.ToRfcName());
+        AppendNotes(sb, r.Note);
         return sb.ToString();
+    }
+
+    /// <summary>SACK blocks relative to the ISN of the side whose data they acknowledge, as tcpdump shows them.</summary>
+    private static void AppendSackBlocks(StringBuilder sb, in TcpOptions options, uint dataIsn)
+    {
+        sb.Append(" [sack ").Append(options.SackBlockCount).Append(" {");
+        for (int i = 0; i < options.SackBlockCount; i++)
+        {
+            if (i > 0) sb.Append(' ');
+            sb.Append(unchecked(options.SackBlocks[i].Left - dataIsn)).Append(':').Append(unchecked(options.SackBlocks[i].Right - dataIsn));
+        }
+        sb.Append("}]");
+    }
+
+    private static void AppendNotes(StringBuilder sb, TraceNote note)
+    {
+        if (note == TraceNote.None) return;
+        if ((note & TraceNote.Retransmission) != 0) sb.Append("  retransmission");
+        if ((note & TraceNote.LossProbe) != 0) sb.Append("  loss-probe");
+        if ((note & TraceNote.WindowProbe) != 0) sb.Append("  window-probe");
+        if ((note & TraceNote.DuplicateAck) != 0) sb.Append("  dup-ack");
+        if ((note & TraceNote.OutOfOrder) != 0) sb.Append("  out-of-order");
+        if ((note & TraceNote.Duplicate) != 0) sb.Append("  duplicate");
     }
 
     private static string Endpoint(IpAddress address, ushort port) =>

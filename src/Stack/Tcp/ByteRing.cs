@@ -4,9 +4,10 @@ namespace TunStack.Tcp;
 
 /// <summary>
 /// A fixed-capacity FIFO of bytes, used for both the send buffer (unacknowledged + unsent data) and the receive
-/// buffer (in-order data the application has not read yet). Never grows. Its storage is rented from a pool on the
-/// first write and can be given back while empty (<see cref="Release"/>), so idle, embryonic and TIME-WAIT
-/// connections hold no buffer memory.
+/// buffer (in-order data the application has not read yet, followed in the free space by out-of-order data the
+/// reassembly keeps track of: <see cref="WriteAt"/> and <see cref="Extend"/>). Never grows. Its storage is rented
+/// from a pool on the first write and can be given back while empty (<see cref="Release"/>), so idle, embryonic and
+/// TIME-WAIT connections hold no buffer memory.
 /// </summary>
 internal sealed class ByteRing
 {
@@ -52,6 +53,30 @@ internal sealed class ByteRing
         return n;
     }
 
+    /// <summary>
+    /// Stores <paramref name="data"/> in the free space, <paramref name="offset"/> bytes after the last byte of the
+    /// FIFO, without making it part of the FIFO (out-of-order data waiting for the gap before it to fill).
+    /// </summary>
+    public void WriteAt(int offset, ReadOnlySpan<byte> data)
+    {
+        if (offset < 0 || offset + data.Length > Free)
+            throw new ArgumentOutOfRangeException(nameof(offset));
+        if (data.IsEmpty) return;
+        if (_buffer.Length == 0) _buffer = ArrayPool<byte>.Shared.Rent(_capacity);
+        int start = (_head + _count + offset) % _capacity;
+        int first = Math.Min(data.Length, _capacity - start);
+        data[..first].CopyTo(_buffer.AsSpan(start));
+        data[first..].CopyTo(_buffer);
+    }
+
+    /// <summary>Makes the next <paramref name="n"/> bytes of free space, stored earlier by <see cref="WriteAt"/>, part of the FIFO.</summary>
+    public void Extend(int n)
+    {
+        if ((uint)n > (uint)Free || (n > 0 && _buffer.Length == 0))
+            throw new ArgumentOutOfRangeException(nameof(n));
+        _count += n;
+    }
+
     /// <summary>Copies out and removes up to <paramref name="destination"/>.Length bytes.</summary>
     public int Read(Span<byte> destination)
     {
@@ -69,10 +94,9 @@ internal sealed class ByteRing
         if ((uint)n > (uint)_count)
             throw new ArgumentOutOfRangeException(nameof(n));
         if (n == 0) return;
+        // The head moves on even when the FIFO becomes empty: out-of-order bytes may wait right after it.
         _head = (_head + n) % _capacity;
         _count -= n;
-        if (_count == 0)
-            _head = 0;
     }
 
     /// <summary>The <paramref name="length"/> bytes starting <paramref name="offset"/> bytes after the oldest, as up to two spans (the ring may wrap).</summary>

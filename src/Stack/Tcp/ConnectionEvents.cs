@@ -5,7 +5,7 @@ namespace TunStack.Tcp;
 public enum ConnectionEvents
 {
     None = 0,
-    /// <summary>The handshake completed on a passive open; the connection can be accepted.</summary>
+    /// <summary>The handshake completed (a passive open can be accepted; an active open can be used).</summary>
     Established = 1,
     /// <summary>In-order data is waiting in the receive buffer.</summary>
     Readable = 2,
@@ -27,6 +27,8 @@ public enum CloseReason
     ResetByPeer,
     /// <summary>The application aborted it; we sent RST.</summary>
     Aborted,
-    /// <summary>Retransmissions ran out (RFC 9293 §3.8.3, R2).</summary>
+    /// <summary>Retransmissions ran out (RFC 9293 §3.8.3, R2), or an active open found no answer in time.</summary>
     TimedOut,
+    /// <summary>Our SYN was answered with RST: nothing listens there ("connection refused", RFC 9293 §3.10.7.3).</summary>
+    Refused,
 }

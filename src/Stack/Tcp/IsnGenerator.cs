@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using TunStack.Wire;
 
 namespace TunStack.Tcp;
 
@@ -31,5 +32,34 @@ public sealed class IsnGenerator
         uint f = (uint)SipHash.Hash(_k0, _k1, input);
         uint m = (uint)(nowMicros / 4); // RFC 6528 §3: M is a 4-microsecond timer
         return new SeqNumber(unchecked(m + f));
+    }
+
+    /// <summary>
+    /// RFC 6056 §3.3.3 (Algorithm 3, "simple hash-based"): where the search for a free ephemeral port starts, keyed by
+    /// the local and remote address and the remote port, so that ports are hard to guess off-path yet successive
+    /// connections to one peer walk through the range.
+    /// </summary>
+    public uint EphemeralPortOffset(IpAddress local, IpAddress remote, ushort remotePort)
+    {
+        Span<byte> input = stackalloc byte[35];
+        local.WriteTo(input);
+        remote.WriteTo(input[16..]);
+        BinaryPrimitives.WriteUInt16BigEndian(input[32..], remotePort);
+        input[34] = 0x70; // domain separation from the ISN and timestamp functions
+        return (uint)SipHash.Hash(_k0, _k1, input);
+    }
+
+    /// <summary>
+    /// A per-connection offset for the timestamp clock (RFC 7323 §5.4 and Appendix A: a random offset per connection
+    /// keeps the host's uptime private). Keyed like the ISN, with the key halves swapped so the two are unrelated.
+    /// </summary>
+    public uint TimestampOffset(in FourTuple tuple)
+    {
+        Span<byte> input = stackalloc byte[36];
+        tuple.LocalAddress.WriteTo(input);
+        tuple.RemoteAddress.WriteTo(input[16..]);
+        BinaryPrimitives.WriteUInt16BigEndian(input[32..], tuple.LocalPort);
+        BinaryPrimitives.WriteUInt16BigEndian(input[34..], tuple.RemotePort);
+        return (uint)SipHash.Hash(_k1, _k0, input);
     }
 }

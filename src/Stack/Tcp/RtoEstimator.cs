@@ -53,6 +53,13 @@ internal struct RtoEstimator
         _backoff = 0; // a fresh sample ends backoff (RFC 6298 §5.7)
     }
 
+    /// <summary>RFC 6298 §5.7: a SYN was retransmitted and nothing was measured: use at least <paramref name="rto"/>.</summary>
+    public void FallBack(long rto)
+    {
+        Base = Math.Max(Base, Math.Min(rto, MaxRto));
+        _backoff = 0;
+    }
+
     /// <summary>RFC 6298 §5.5: double the timer on expiry.</summary>
     public void BackOff() => _backoff++;
 

@@ -15,7 +15,7 @@ internal sealed class SegmentSender
     public SegmentSender(NetStack stack) => _stack = stack;
 
     public void Send(Tcb? tcb, in FourTuple tuple, SeqNumber seq, SeqNumber ack, TcpFlags flags, ushort window,
-        in TcpOptions options, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> payloadContinued)
+        in TcpOptions options, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> payloadContinued, TraceNote note = TraceNote.None)
     {
         var transmit = _stack.Transmit;
         byte[] buffer = transmit.Rent();
@@ -38,7 +38,7 @@ internal sealed class SegmentSender
 
         if (_stack.Tracer is null) return;
         if (tcb is not null)
-            tcb.Trace(TraceDirection.Out, seq, ack, flags, window, payloadLength, options, tcb.State);
+            tcb.Trace(TraceDirection.Out, seq, ack, flags, window, payloadLength, options, tcb.State, DropReason.None, note);
         else
             _stack.Tcp.TraceWithoutConnection(TraceDirection.Out, tuple, seq.Value, ack.Value, flags, window, payloadLength,
                 options, TcpState.Closed);

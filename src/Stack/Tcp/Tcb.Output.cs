@@ -1,12 +1,20 @@
 using TunStack.Diagnostics;
+using TunStack.Tcp.Send;
 using TunStack.Wire;
 
 namespace TunStack.Tcp;
 
-// Sending: the SYN-ACK, data segments within the send and congestion windows, the FIN, pure ACKs and
-// zero-window probes. Called by the stack after input, application calls and timers (never re-entrantly).
+// Sending: the SYN-ACK; segments deemed lost (first); new data within the peer's window and the congestion window,
+// with Nagle's algorithm and sender silly-window avoidance; the FIN; pure ACKs; window and loss probes. Called by the
+// stack after input, application calls and timers (never re-entrantly).
 public sealed partial class Tcb
 {
+    private bool _synToSend;
+    private long _synTransmitTime = -1;
+    private bool _synRetransmitted;
+    /// <summary>When a data segment last went out (for restart after idle, RFC 5681 §4.1); -1 before the first.</summary>
+    private long _lastSendTime = -1;
+
     internal void Output()
     {
         _outputPending = false;
@@ -15,127 +23,214 @@ public sealed partial class Tcb
             case TcpState.Closed:
             case TcpState.Listen:
                 return;
-            case TcpState.SynReceived when SndNxt == Iss:
+            case TcpState.SynReceived when _synToSend:
                 SendSynAck();
                 return;
+            case TcpState.SynSent:
+                if (_synToSend) SendSyn();
+                return;
         }
-
-        bool sent = State != TcpState.TimeWait && SendQueuedData();
-        if (!sent && _ackNow)
-            SendSegment(SndNxt, 0, TcpFlags.Ack);
-        _ackNow = false;
+        if (State != TcpState.TimeWait)
+            SendData();
+        if (_ackNow)
+            SendAck();
     }
 
-    /// <summary>The SYN-ACK of a passive open (RFC 9293 §3.10.7.2), with our MSS and, if offered, window scale.</summary>
+    /// <summary>The SYN-ACK of a passive open (RFC 9293 §3.10.7.2) with the options the peer's SYN offered.</summary>
     private void SendSynAck()
     {
         var options = new TcpOptions { Mss = LocalMss };
-        if (_peerOfferedWindowScale)
-            options.WindowScale = _rcvWndShift;
-        bool retransmission = SndMax > Iss;
-        ushort window = (ushort)Math.Min(ReceiveWindow, ushort.MaxValue); // never scaled in a SYN (RFC 7323 §2.2)
-        _rcvAdvertisedEdge = RcvNxt + window;
-        _stack.Tcp.Sender.Send(this, Tuple, Iss, RcvNxt, TcpFlags.Syn | TcpFlags.Ack, window, options, default, default);
+        if (_windowScaling) options.WindowScale = _rcvWndShift;
+        if (SackEnabled) options.SackPermitted = true;
+        if (TimestampsEnabled)
+        {
+            options.HasTimestamps = true;
+            options.TimestampValue = TimestampNow;
+            options.TimestampEcho = _tsRecent;
+        }
+        bool retransmission = _synTransmitTime >= 0;
+        ushort window = (ushort)Math.Min(_receiveBuffer.Free, ushort.MaxValue); // never scaled in a SYN (RFC 7323 §2.2)
+        var edge = RcvNxt + window;
+        if (edge > _rcvAdvertisedEdge) _rcvAdvertisedEdge = edge;
+        _stack.Tcp.Sender.Send(this, Tuple, Iss, RcvNxt, TcpFlags.Syn | TcpFlags.Ack, window, options, default, default,
+            retransmission ? TraceNote.Retransmission : TraceNote.None);
         if (retransmission)
+        {
+            _synRetransmitted = true;
             _stack.Counters.Retransmissions++;
+            Retransmissions++;
+        }
         else
-            StartRttMeasurement(Iss);
+        {
+            _synTransmitTime = Now;
+        }
         SndNxt = Iss + 1;
-        if (SndNxt > SndMax) SndMax = SndNxt;
-        StartRetransmitTimerIfIdle();
-        _ackNow = false;
+        _synToSend = false;
+        AckSent();
+        if (_rtoDeadline == Never) StartRetransmitTimer();
+    }
+
+    /// <summary>Retransmissions first, then new data and the FIN, as the windows allow; then the persist timer if stuck.</summary>
+    private void SendData()
+    {
+        if (_lostBytes > _retransmittedLostBytes)
+            RetransmitLost();
+        SendNewData();
+        if (_sent.IsEmpty && HasUnsent && SndWnd <= (uint)(SndNxt - SndUna) && _persistDeadline == Never)
+            StartPersistTimer();
+    }
+
+    private bool HasUnsent => _sendBuffer.Count - (SndNxt - _sndBufSeq) > 0 || (_finQueued && !FinSent);
+
+    /// <summary>RFC 6675 §5 NextSeg rule 1 (and after a timeout, RFC 5681 §3.1): resend what is deemed lost, oldest first.</summary>
+    private void RetransmitLost()
+    {
+        var cc = _cc!;
+        var windowEnd = SndUna + (int)Math.Min(SndWnd, int.MaxValue);
+        for (int i = 0; i < _sent.Count; i++)
+        {
+            ref var s = ref _sent[i];
+            if (!s.Is(SentFlags.Lost) || s.Is(SentFlags.RetransmittedSinceLost))
+                continue;
+            if (cc.Cwnd - Pipe < Math.Min(s.Length, MaxPayload))
+            {
+                _cwndLimited = true;
+                return;
+            }
+            if (s.Start >= windowEnd && s.Start != SndUna)
+                return; // the peer shrank its window below this segment
+            RetransmitSegment(ref s, TraceNote.Retransmission);
+        }
     }
 
     /// <summary>
-    /// Sends as much queued data as the windows allow, then the FIN if the application closed. Returns true when
-    /// at least one segment (which carries the ACK) went out.
+    /// Sends as much new data as min(peer window, congestion window) allows, then the FIN once the data is out.
     /// </summary>
-    private bool SendQueuedData()
+    private void SendNewData()
     {
-        bool any = false;
+        var cc = _cc!;
+        if (_sent.IsEmpty && _lastSendTime >= 0 && Now - _lastSendTime > _rto.Current && HasUnsent)
+        {
+            // RFC 5681 §4.1: after an idle period longer than the RTO, restart from at most the initial window.
+            cc.OnIdle(Now - _lastSendTime);
+            cc.Cwnd = Math.Min(cc.Cwnd, _initialWindow);
+        }
         while (true)
         {
-            int offset = SndNxt - _sndBufSeq;
-            int unsent = _sendBuffer.Count - offset;
-            int inFlight = SndNxt - SndUna;
-            long window = Math.Min(SndWnd, (uint)_cwnd);
-            long usable = Math.Max(0, window - inFlight);
-            int length = (int)Math.Min(Math.Min(Math.Max(unsent, 0), SendMss), usable);
+            int unsent = _sendBuffer.Count - (SndNxt - _sndBufSeq);
+            bool finPending = _finQueued && !FinSent;
+            if (unsent <= 0 && !finPending)
+                return;
+            long peerRoom = (long)SndWnd - (SndNxt - SndUna);
+            long cwndRoom = cc.Cwnd + LimitedTransmitAllowance - Pipe;
+            long usable = Math.Min(peerRoom, cwndRoom);
+            int length = (int)Math.Max(0, Math.Min(Math.Min(unsent, MaxPayload), usable));
 
-            if (length == 0 && unsent > 0 && _probeDue)
+            if (length < Math.Min(unsent, MaxPayload))
             {
-                length = 1; // zero-window probe: one byte past the window (RFC 9293 §3.8.6.1)
-                _probeDue = false;
+                // Less than a full segment fits although more is waiting.
+                if (cwndRoom < peerRoom)
+                {
+                    // The congestion window is the limit: wait for ACKs rather than send a runt.
+                    _cwndLimited = true;
+                    if (length < MaxPayload) return;
+                }
+                else if (length == 0 || (usable < _maxSndWnd / 2 && SndNxt != SndUna))
+                {
+                    // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): a partial segment only if it is at least half the
+                    // largest window the peer offered, or nothing is in flight (no ACK would come to open it further).
+                    return;
+                }
             }
-            // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): a short segment only if it is all we have, or the
-            // usable window is at least half the largest window the peer offered. With nothing in flight no ACK
-            // will come to open the window further, so send at once (this replaces the override timer).
-            if (length > 0 && length < SendMss && length < unsent && usable < _maxSndWnd / 2 && inFlight > 0)
-                length = 0;
+            // Nagle (RFC 9293 §3.7.4): while data is unacknowledged, a short segment waits until a full one can go
+            // or everything is acknowledged — unless this connection asked for no delay, or the FIN follows it.
+            if (length > 0 && length == unsent && length < MaxPayload && !NoDelay && !finPending && SndNxt != SndUna)
+                return;
 
-            bool fin = _finQueued && SndNxt + length == FinSeq; // the FIN rides on the segment that ends the data
+            // The FIN rides on the segment that ends the data, and needs a sequence number inside the window.
+            bool fin = finPending && length == unsent && peerRoom > length;
             if (length == 0 && !fin)
-                break;
+                return;
 
             var flags = TcpFlags.Ack;
             if (length > 0 && length == unsent) flags |= TcpFlags.Psh;
             if (fin) flags |= TcpFlags.Fin;
-            SendSegment(SndNxt, length, flags);
-            any = true;
-            if (fin) break;
+            SendNewSegment(length, flags);
+            if (fin) return;
         }
-
-        // Persist timer: data waits, the peer's window is zero and nothing is in flight to provoke an ACK.
-        if (!any && SndWnd == 0 && SndMax == SndUna && _sendBuffer.Count - (SndNxt - _sndBufSeq) > 0)
-            StartRetransmitTimerIfIdle();
-        return any;
     }
 
-    /// <summary>Sends <paramref name="length"/> bytes of the send buffer starting at <paramref name="seq"/>; advances SND.NXT.</summary>
-    private void SendSegment(SeqNumber seq, int length, TcpFlags flags)
+    /// <summary>RFC 3042: on the first two duplicate ACKs a peer without SACK may get one new segment each.</summary>
+    private long LimitedTransmitAllowance =>
+        !SackEnabled && !InRecovery && _dupAcks is 1 or 2 ? (long)_dupAcks * MaxPayload : 0;
+
+    private void SendNewSegment(int length, TcpFlags flags)
+    {
+        var seq = SndNxt;
+        Transmit(seq, length, flags, TraceNote.None);
+        bool fin = (flags & TcpFlags.Fin) != 0;
+        int consumed = length + (fin ? 1 : 0);
+        _sent.Add(seq, consumed, Now, fin ? SentFlags.Fin : SentFlags.None);
+        SndNxt += consumed;
+        if (_inFastRecovery) _prrOut += consumed;
+        _lastSendTime = Now;
+        if (_rtoDeadline == Never) StartRetransmitTimer();
+        ArmLossProbe();
+    }
+
+    private void RetransmitSegment(ref SentSegment s, TraceNote note)
+    {
+        int payload = s.PayloadLength;
+        var flags = TcpFlags.Ack;
+        if (s.Is(SentFlags.Fin)) flags |= TcpFlags.Fin;
+        if (payload > 0 && s.End == SndNxt) flags |= TcpFlags.Psh;
+        Transmit(s.Start, payload, flags, note);
+        if (s.Is(SentFlags.Lost) && !s.Is(SentFlags.RetransmittedSinceLost))
+        {
+            s.Flags |= SentFlags.RetransmittedSinceLost;
+            _retransmittedLostBytes += s.Length;
+        }
+        s.Flags |= SentFlags.Retransmitted;
+        s.TransmitTime = Now;
+        Retransmissions++;
+        _stack.Counters.Retransmissions++;
+        if (_inFastRecovery) _prrOut += s.Length;
+        _lastSendTime = Now;
+        if (_rtoDeadline == Never) StartRetransmitTimer();
+    }
+
+    /// <summary>A pure ACK: SEQ = SND.NXT, ACK = RCV.NXT, the current window and options.</summary>
+    private void SendAck() => Transmit(SndNxt, 0, TcpFlags.Ack, TraceNote.None);
+
+    /// <summary>
+    /// A zero-window probe: a segment the peer must answer with an ACK carrying its window. Like Linux we send it with
+    /// SEQ = SND.UNA − 1 and no text, so it occupies no sequence space and never enters the retransmission machinery.
+    /// </summary>
+    private void SendWindowProbe()
+    {
+        var options = SegmentOptions(0);
+        _stack.Tcp.Sender.Send(this, Tuple, SndUna - 1, RcvNxt, TcpFlags.Ack, AdvertisedWindow(), options, default, default,
+            TraceNote.WindowProbe);
+        AckSent();
+        _stack.Counters.WindowProbes++;
+    }
+
+    /// <summary>Builds and queues one segment of the send buffer starting at <paramref name="seq"/>.</summary>
+    private void Transmit(SeqNumber seq, int length, TcpFlags flags, TraceNote note)
     {
         ReadOnlySpan<byte> first = default, second = default;
         if (length > 0)
             _sendBuffer.Peek(seq - _sndBufSeq, length, out first, out second);
-        bool retransmission = seq < SndMax && (length > 0 || (flags & TcpFlags.Fin) != 0);
+        var options = SegmentOptions(length);
+        _stack.Tcp.Sender.Send(this, Tuple, seq, RcvNxt, flags, AdvertisedWindow(), options, first, second, note);
+        AckSent();
+    }
 
-        _stack.Tcp.Sender.Send(this, Tuple, seq, RcvNxt, flags, AdvertisedWindow(), default, first, second);
+    /// <summary>Every segment we send acknowledges RCV.NXT: nothing is left to acknowledge for now.</summary>
+    private void AckSent()
+    {
+        _lastAckSent = RcvNxt;
         _ackNow = false;
-
-        int consumed = length + ((flags & TcpFlags.Fin) != 0 ? 1 : 0);
-        if (consumed == 0)
-            return;
-        if (retransmission)
-            _stack.Counters.Retransmissions++;
-        else
-            StartRttMeasurement(seq);
-        var end = seq + consumed;
-        if (end > SndNxt) SndNxt = end;
-        if (end > SndMax) SndMax = end;
-        StartRetransmitTimerIfIdle();
-    }
-
-    /// <summary>
-    /// The window field for a non-SYN segment: free receive-buffer space, scaled (RFC 7323 §2.3), never moving the
-    /// right edge left (RFC 9293 §3.8.6.2.2, MUST-35).
-    /// </summary>
-    private ushort AdvertisedWindow()
-    {
-        int promised = Math.Max(0, _rcvAdvertisedEdge - RcvNxt);
-        int window = Math.Max(ReceiveWindow, promised);
-        int scaled = Math.Min(window >> _rcvWndShift, ushort.MaxValue);
-        if ((long)scaled << _rcvWndShift < promised)
-            scaled = Math.Min(ushort.MaxValue, (promised + (1 << _rcvWndShift) - 1) >> _rcvWndShift);
-        var edge = RcvNxt + (scaled << _rcvWndShift);
-        if (edge > _rcvAdvertisedEdge) _rcvAdvertisedEdge = edge;
-        return (ushort)scaled;
-    }
-
-    private void StartRttMeasurement(SeqNumber seq)
-    {
-        if (_rttTiming) return;
-        _rttTiming = true;
-        _rttSeq = seq;
-        _rttStart = _stack.Now;
+        _delayedAckDeadline = Never;
     }
 }

@@ -1,3 +1,5 @@
+using TunStack.Diagnostics;
+using TunStack.Tcp.Congestion;
 using TunStack.Wire;
 
 namespace TunStack.Tcp;
@@ -6,31 +8,23 @@ namespace TunStack.Tcp;
 // sequence number, RST, SYN, ACK, (URG), segment text, FIN. LISTEN and CLOSED are handled in TcpLayer.
 public sealed partial class Tcb
 {
+    /// <summary>What the latest segment turned out to be, for the trace (out of order, duplicate, ...).</summary>
+    internal TraceNote ArrivalNote;
+
     /// <summary>
     /// A SYN arrived at a listener (RFC 9293 §3.10.7.2, third check): set up the TCB in SYN-RECEIVED and
     /// queue the SYN-ACK.
     /// </summary>
-    internal void OpenFromSyn(in TcpSegment seg, in TcpOptions options, SeqNumber iss)
+    internal void OpenFromSyn(in TcpSegment seg, in TcpOptions options, SeqNumber iss, uint timestampOffset)
     {
         Irs = new SeqNumber(seg.SequenceNumber);
         RcvNxt = Irs + 1;
         Iss = iss;
         SndUna = iss;
         SndNxt = iss;
-        SndMax = iss;
         _sndBufSeq = iss + 1;
-
-        // RFC 9293 §3.7.1 (MUST-15): without an MSS option assume 536 for IPv4.
-        PeerMss = options.Mss ?? 536;
-        SendMss = Math.Max(64, Math.Min((int)PeerMss, LocalMss));
-
-        // RFC 7323 §2.2-2.3: scaling is used only if both SYNs carry the option; the shift is capped at 14.
-        if (options.WindowScale is byte peerShift)
-        {
-            _peerOfferedWindowScale = true;
-            _sndWndShift = Math.Min(peerShift, (byte)14);
-            _rcvWndShift = Math.Min(_stack.Options.WindowScale, (byte)14);
-        }
+        _timestampOffset = timestampOffset;
+        NegotiateOptions(options);
 
         // The window in a SYN is never scaled (RFC 7323 §2.2).
         SndWnd = seg.Window;
@@ -39,7 +33,54 @@ public sealed partial class Tcb
         _sndWl2 = iss;
         InitCongestionControl();
         SetState(TcpState.SynReceived, "SYN");
+        _synToSend = true;
         RequestOutput();
+    }
+
+    /// <summary>Takes what the peer's SYN offered: MSS (§3.7.1), window scale (RFC 7323 §2), SACK (RFC 2018), timestamps (RFC 7323 §3).</summary>
+    private void NegotiateOptions(in TcpOptions peer)
+    {
+        var o = _stack.Options;
+        // RFC 9293 §3.7.1 (MUST-15): without an MSS option assume 536 for IPv4. A nonsensical MSS (0, 1, ...) is
+        // raised to 88 bytes as Linux does (TCP_MIN_MSS), so every segment still carries data.
+        PeerMss = peer.Mss ?? 536;
+        SendMss = Math.Max(MinimumMss, Math.Min((int)PeerMss, LocalMss));
+
+        // RFC 7323 §2.2-2.3: scaling is used only if both SYNs carry the option; a shift above 14 is taken as 14.
+        if (peer.WindowScale is byte peerShift)
+        {
+            _windowScaling = true;
+            _sndWndShift = Math.Min(peerShift, MaxWindowShift);
+            _rcvWndShift = o.WindowScale ?? ShiftFor(o.ReceiveBufferSize);
+        }
+        SackEnabled = peer.SackPermitted && o.Sack;
+        if (peer.HasTimestamps && o.Timestamps)
+        {
+            TimestampsEnabled = true;
+            _tsRecent = peer.TimestampValue; // RFC 7323 §4.3: TS.Recent from the SYN
+            _tsRecentTime = Now;
+        }
+    }
+
+    /// <summary>The smallest segment size we send with, whatever the peer's MSS option says (Linux's TCP_MIN_MSS).</summary>
+    internal const int MinimumMss = 88;
+    private const byte MaxWindowShift = 14;
+
+    /// <summary>The smallest window scale shift that lets the field express the whole receive buffer (RFC 7323 §2.3).</summary>
+    internal static byte ShiftFor(int receiveBuffer)
+    {
+        byte shift = 0;
+        while (shift < MaxWindowShift && (receiveBuffer >> shift) > ushort.MaxValue) shift++;
+        return shift;
+    }
+
+    private void InitCongestionControl()
+    {
+        int mss = MaxPayload;
+        long initialWindow = Math.Min(10L * mss, Math.Max(2L * mss, 14600)); // RFC 6928 §2
+        _cc = CongestionControl.Create(_stack.Options.CongestionControl, mss, initialWindow);
+        _initialWindow = initialWindow;
+        _rcvMss = Math.Min((int)LocalMss, 536);
     }
 
     /// <summary>Processes one segment for this connection; returns why it was dropped, or None.</summary>
@@ -48,13 +89,24 @@ public sealed partial class Tcb
         var seq = new SeqNumber(seg.SequenceNumber);
         var flags = seg.Flags;
         int segLen = seg.Payload.Length + ((flags & TcpFlags.Syn) != 0 ? 1 : 0) + ((flags & TcpFlags.Fin) != 0 ? 1 : 0);
+        ArrivalNote = TraceNote.None;
+        if (State == TcpState.SynSent)
+            return SynSentSegmentArrives(seg, options);
 
         // A retransmitted SYN while we are in SYN-RECEIVED: our SYN-ACK was probably lost; send it again.
         if (State == TcpState.SynReceived && (flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst)) == TcpFlags.Syn && seq == Irs)
         {
-            SndNxt = Iss;
+            _synToSend = true;
             RequestOutput();
             return DropReason.None;
+        }
+
+        // RFC 7323 §5.3 R1 (PAWS): a segment whose timestamp is older than TS.Recent is an old duplicate.
+        if (TimestampsEnabled && options.HasTimestamps && (flags & TcpFlags.Rst) == 0 && IsOldTimestamp(options.TimestampValue))
+        {
+            _ackNow = true;
+            _stack.Counters.PawsRejected++;
+            return DropReason.PawsRejected;
         }
 
         // First: is the sequence number acceptable? (§3.10.7.4, the four-case table)
@@ -67,11 +119,16 @@ public sealed partial class Tcb
                 // A retransmitted FIN in TIME-WAIT: acknowledge it and restart the 2·MSL timeout.
                 if (State == TcpState.TimeWait && (flags & TcpFlags.Fin) != 0)
                     EnterTimeWait();
+                if (SackEnabled && seg.Payload.Length > 0 && seq < RcvNxt)
+                    OnDuplicateData(seq, seq + seg.Payload.Length);
                 _ackNow = true;
-                RequestOutput();
             }
             return DropReason.Unacceptable;
         }
+
+        // RFC 7323 §4.3 (3): remember the timestamp to echo.
+        if (TimestampsEnabled && options.HasTimestamps)
+            RememberTimestamp(seq, options.TimestampValue);
 
         // Second: the RST bit (§3.10.7.4, with RFC 5961 §3.2 blind-reset protection).
         if ((flags & TcpFlags.Rst) != 0)
@@ -80,7 +137,7 @@ public sealed partial class Tcb
         // Fourth: the SYN bit (§3.10.7.4; RFC 5961 §4 challenge ACK).
         if ((flags & TcpFlags.Syn) != 0)
         {
-            if (State == TcpState.SynReceived)
+            if (State == TcpState.SynReceived && !IsActiveOpen)
             {
                 // Passive open: return to LISTEN, i.e. forget this embryonic connection.
                 _stack.Tcp.Remove(this, CloseReason.ResetByPeer);
@@ -93,26 +150,36 @@ public sealed partial class Tcb
         // Fifth: the ACK field. "If the ACK bit is off, drop the segment and return."
         if ((flags & TcpFlags.Ack) == 0)
             return DropReason.Unacceptable;
-        var ackResult = AckArrives(seg, seq);
+        var ackResult = AckArrives(seg, seq, options);
         if (ackResult != DropReason.None || State == TcpState.Closed)
             return ackResult;
 
         // Sixth: URG is not supported (see docs/CONFORMANCE.md); the urgent pointer is ignored.
 
-        // Seventh: the segment text.
-        bool reachedEnd = TextArrives(seg, seq);
+        // Seventh: the segment text (Tcb.Receive.cs).
+        bool finInOrder = TextArrives(seg, seq);
 
         // Eighth: the FIN bit, processed only when everything before it has been received.
-        if ((flags & TcpFlags.Fin) != 0 && reachedEnd)
+        if (finInOrder)
             FinArrives();
 
         return DropReason.None;
     }
 
+    /// <summary>
+    /// After a segment was processed and traced: send the ACK it asked for now, one per segment even inside a batch
+    /// (RFC 5681 §4.2 for out-of-order and gap-filling segments, RFC 9293 §3.10.7.4 for unacceptable ones).
+    /// </summary>
+    internal void AfterSegment()
+    {
+        if (_ackNow && State is not (TcpState.Closed or TcpState.Listen or TcpState.SynReceived or TcpState.SynSent))
+            SendAck();
+    }
+
     /// <summary>RFC 9293 §3.10.7.4 first check: the segment overlaps the receive window.</summary>
     private bool IsAcceptable(SeqNumber seq, int segLen)
     {
-        int window = Math.Max(ReceiveWindow, _rcvAdvertisedEdge - RcvNxt);
+        int window = Math.Max(0, _rcvAdvertisedEdge - RcvNxt);
         if (window == 0)
             // Zero window: only a segment exactly at RCV.NXT, so its ACK, URG and RST still count.
             return seq == RcvNxt;
@@ -131,122 +198,13 @@ public sealed partial class Tcb
             return DropReason.Unacceptable;
         }
         _stack.Counters.ResetsReceived++;
-        // In SYN-RECEIVED after a passive open the connection returns to LISTEN; everywhere else it is aborted.
-        // Either way this TCB is deleted and the application (if any) learns "connection reset".
-        _stack.Tcp.Remove(this, CloseReason.ResetByPeer);
+        // In SYN-RECEIVED after a passive open the connection returns to LISTEN; after an active open (a simultaneous
+        // open) the peer refused it (MUST-11); everywhere else it is aborted. Either way this TCB is deleted.
+        _stack.Tcp.Remove(this, State == TcpState.SynReceived && IsActiveOpen ? CloseReason.Refused : CloseReason.ResetByPeer);
         return DropReason.None;
     }
 
-    private void SendChallengeAck()
-    {
-        _ackNow = true;
-        RequestOutput();
-    }
-
-    /// <summary>RFC 9293 §3.10.7.4 fifth check: the ACK field. May change state or delete the TCB.</summary>
-    private DropReason AckArrives(in TcpSegment seg, SeqNumber seq)
-    {
-        var ack = new SeqNumber(seg.AcknowledgmentNumber);
-
-        if (State == TcpState.SynReceived)
-        {
-            // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state ... otherwise form a reset."
-            if (!(SndUna < ack && ack <= SndMax))
-            {
-                _stack.Tcp.SendReset(Tuple, ack, default, TcpFlags.Rst);
-                return DropReason.Unacceptable;
-            }
-            SetState(TcpState.Established, "ACK");
-            _stack.Counters.ConnectionsEstablished++;
-            if (Listener is not null) Listener.HalfOpenCount--;
-            // Take the window from this segment (the WL1/WL2 test below would also accept it).
-            SndWnd = (uint)seg.Window << _sndWndShift;
-            _sndWl1 = seq;
-            _sndWl2 = ack;
-            Raise(ConnectionEvents.Established);
-        }
-
-        if (ack > SndMax)
-        {
-            // "If the ACK acks something not yet sent (SEG.ACK > SND.NXT), then send an ACK, drop the segment."
-            _ackNow = true;
-            RequestOutput();
-            return DropReason.Unacceptable;
-        }
-
-        var previousUna = SndUna;
-        if (ack > SndUna)
-            OnNewDataAcknowledged(ack);
-        else if (ack == SndUna && seg.Payload.Length == 0 && (seg.Flags & TcpFlags.Fin) == 0
-                 && ((uint)seg.Window << _sndWndShift) == SndWnd && SndMax > SndUna)
-            OnDuplicateAck();
-
-        // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated" when the segment is newer
-        // than the one that last updated it (SND.WL1/SND.WL2 rule).
-        if (ack >= previousUna && (_sndWl1 < seq || (_sndWl1 == seq && _sndWl2 <= ack)))
-        {
-            uint window = (uint)seg.Window << _sndWndShift;
-            if (window > SndWnd) RequestOutput();
-            SndWnd = window;
-            _maxSndWnd = Math.Max(_maxSndWnd, window);
-            _sndWl1 = seq;
-            _sndWl2 = ack;
-        }
-        if (SndWnd == 0) _retransmitCount = 0; // persist probes are answered: keep probing (RFC 9293 §3.8.6.1)
-
-        switch (State)
-        {
-            case TcpState.FinWait1 when FinAcked:
-                SetState(TcpState.FinWait2, "ACK of FIN");
-                break;
-            case TcpState.Closing when FinAcked:
-                EnterTimeWait();
-                break;
-            case TcpState.LastAck when FinAcked:
-                _stack.Tcp.Remove(this, CloseReason.Normal);
-                break;
-        }
-        return DropReason.None;
-    }
-
-    /// <summary>
-    /// RFC 9293 §3.10.7.4 seventh check. Accepts in-order bytes into the receive buffer, trimmed to the window.
-    /// Returns true when RCV.NXT now stands at the segment's end, where a FIN would sit (nothing was cut off).
-    /// </summary>
-    private bool TextArrives(in TcpSegment seg, SeqNumber seq)
-    {
-        var payload = seg.Payload;
-        if (State is not (TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2))
-        {
-            // After the peer's FIN no new text can be legal; nothing is kept.
-            return seq + payload.Length == RcvNxt;
-        }
-        if (seq > RcvNxt)
-        {
-            // Out of order: kept for later in a future reassembly queue; for now ask for the gap again.
-            _ackNow = true;
-            RequestOutput();
-            return false;
-        }
-        // Skip bytes we already have (the segment starts before RCV.NXT).
-        int skip = RcvNxt - seq;
-        if (skip > payload.Length)
-            return false;
-        payload = payload[skip..];
-        int take = Math.Min(payload.Length, ReceiveWindow);
-        if (take > 0)
-        {
-            _receiveBuffer.Write(payload[..take]);
-            RcvNxt += take;
-            Raise(ConnectionEvents.Readable);
-        }
-        if (payload.Length > 0)
-        {
-            _ackNow = true; // acknowledge data (delayed ACKs come later: see docs/CONFORMANCE.md)
-            RequestOutput();
-        }
-        return take == payload.Length;
-    }
+    private void SendChallengeAck() => _ackNow = true;
 
     /// <summary>RFC 9293 §3.10.7.4 eighth check: the FIN bit.</summary>
     private void FinArrives()
@@ -258,7 +216,6 @@ public sealed partial class Tcb
             Raise(ConnectionEvents.ReadClosed);
         }
         _ackNow = true;
-        RequestOutput();
         switch (State)
         {
             case TcpState.SynReceived:

@@ -1,40 +1,102 @@
+using TunStack.Diagnostics;
+using TunStack.Tcp.Send;
 using TunStack.Wire;
 
 namespace TunStack.Tcp;
 
-// Timers: retransmission (RFC 6298), the persist timer for zero windows (RFC 9293 §3.8.6.1) and TIME-WAIT
-// (RFC 9293 §3.10.8). Each TCB keeps absolute deadlines; the stack's Poll calls OnTimer when one is due.
+// Timers, each an absolute deadline on this TCB; the stack's timer heap (TimerQueue) calls OnTimer when the earliest
+// is due:
+//   retransmission (RFC 6298)          loss probe (RFC 8985 §7)      reordering (RFC 8985 §6.3)
+//   persist, for zero windows (RFC 9293 §3.8.6.1)    delayed ACK (RFC 9293 §3.8.6.3)    TIME-WAIT (§3.10.8)
 public sealed partial class Tcb
 {
     internal const long Never = long.MaxValue;
+    /// <summary>RFC 8985 §7.2 WCDelAckT: the worst-case delayed-ACK time a loss probe waits for when one segment is out.</summary>
+    private const long WorstCaseDelayedAckMicros = 200_000;
 
     private RtoEstimator _rto;
-    private long _retransmitDeadline = Never;
+    private long _rtoDeadline = Never;
+    private long _lossProbeDeadline = Never;
+    private long _reorderDeadline = Never;
+    private long _persistDeadline = Never;
+    private long _delayedAckDeadline = Never;
     private long _timeWaitDeadline = Never;
+    private long _connectDeadline = Never;
     private int _retransmitCount;
-    private bool _probeDue;
-    private bool _rttTiming;
-    private SeqNumber _rttSeq;
-    private long _rttStart;
+    private int _persistBackoff;
+    private int _persistProbesUnanswered;
 
-    internal long NextDeadline => Math.Min(_retransmitDeadline, _timeWaitDeadline);
+    internal long NextDeadline =>
+        Math.Min(Math.Min(Math.Min(_rtoDeadline, _lossProbeDeadline), Math.Min(_reorderDeadline, _persistDeadline)),
+            Math.Min(Math.Min(_delayedAckDeadline, _timeWaitDeadline), _connectDeadline));
 
     /// <summary>The deadline of this connection's live entry in the stack's <see cref="TimerQueue"/>.</summary>
     internal long QueuedDeadline = Never;
 
-    private void StartRetransmitTimerIfIdle()
+    private void StartRetransmitTimer()
     {
-        if (_retransmitDeadline == Never)
-            RestartRetransmitTimer();
+        _rtoDeadline = Now + _rto.Current;
+        _stack.Tcp.ScheduleTimer(this, _rtoDeadline);
     }
 
-    private void RestartRetransmitTimer()
+    private void StopLossTimers()
     {
-        _retransmitDeadline = _stack.Now + _rto.Current;
-        _stack.Tcp.ScheduleTimer(this, _retransmitDeadline);
+        _rtoDeadline = Never;
+        _lossProbeDeadline = Never;
+        _reorderDeadline = Never;
     }
 
-    private void StopRetransmitTimer() => _retransmitDeadline = Never;
+    /// <summary>After an ACK: RFC 6298 §5.2-5.3 — stop the timer when all is acknowledged, restart it when new data was.</summary>
+    private void UpdateLossTimers(bool newDataAcknowledged)
+    {
+        if (SndUna == SndNxt)
+        {
+            StopLossTimers();
+            return;
+        }
+        if (newDataAcknowledged)
+        {
+            StartRetransmitTimer();
+            ArmLossProbe();
+        }
+    }
+
+    /// <summary>
+    /// RFC 8985 §7.2: after new data is sent or acknowledged, a probe is scheduled PTO = 2·SRTT from now (plus the
+    /// worst-case delayed ACK when a single segment is out), unless recovering, already probing, or without SACK.
+    /// </summary>
+    private void ArmLossProbe()
+    {
+        if (!SackEnabled || InRecovery || _lossProbeOutstanding || _sent.IsEmpty || State is not
+            (TcpState.Established or TcpState.CloseWait or TcpState.FinWait1 or TcpState.Closing or TcpState.LastAck))
+        {
+            _lossProbeDeadline = Never;
+            return;
+        }
+        long pto = _rto.HasSample ? 2 * _rto.SmoothedRtt : 1_000_000;
+        pto += _sent.Count == 1 ? WorstCaseDelayedAckMicros : 2_000;
+        long deadline = Now + pto;
+        if (deadline >= _rtoDeadline)
+        {
+            _lossProbeDeadline = Never; // the retransmission timer comes first anyway
+            return;
+        }
+        _lossProbeDeadline = deadline;
+        _stack.Tcp.ScheduleTimer(this, deadline);
+    }
+
+    private void StartPersistTimer()
+    {
+        long timeout = Math.Min(_rto.Base << Math.Min(_persistBackoff, 16), _stack.Options.MaxRtoMicros);
+        _persistDeadline = Now + Math.Max(timeout, _stack.Options.MinRtoMicros);
+        _stack.Tcp.ScheduleTimer(this, _persistDeadline);
+    }
+
+    private void StopPersistTimer()
+    {
+        _persistDeadline = Never;
+        _persistBackoff = 0;
+    }
 
     private void EnterTimeWait()
     {
@@ -43,63 +105,189 @@ public sealed partial class Tcb
             // Too many connections in TIME-WAIT already: close at once rather than grow without bound,
             // after acknowledging the peer's FIN.
             if (_ackNow)
-                SendSegment(SndNxt, 0, TcpFlags.Ack);
+                SendAck();
             _stack.Tcp.Remove(this, CloseReason.Normal, "TIME-WAIT limit");
             return;
         }
         SetState(TcpState.TimeWait, "FIN");
         _sendBuffer.Release();    // everything we sent, FIN included, is acknowledged
-        _receiveBuffer.Release(); // if the application has read it all; otherwise when it has
-        StopRetransmitTimer();
-        _timeWaitDeadline = _stack.Now + 2 * _stack.Options.MslMicros;
+        _sent.Clear();
+        if (ReceiveRingIdle)
+            _receiveBuffer.Release(); // if the application has read it all; otherwise when it has
+        StopLossTimers();
+        _persistDeadline = Never;
+        _timeWaitDeadline = Now + 2 * _stack.Options.MslMicros;
         _stack.Tcp.ScheduleTimer(this, _timeWaitDeadline);
     }
 
     internal void OnTimer()
     {
-        long now = _stack.Now;
+        long now = Now;
         if (now >= _timeWaitDeadline)
         {
             // "If the time-wait timeout expires on a connection, delete the TCB" (RFC 9293 §3.10.8).
             _stack.Tcp.Remove(this, CloseReason.Normal, "2MSL timeout");
             return;
         }
-        if (now >= _retransmitDeadline)
+        if (now >= _connectDeadline)
+        {
+            // An active open that found no answer in time (RFC 9293 §3.8.3 R2 for SYNs, MUST-23).
+            _connectDeadline = Never;
+            if (State is TcpState.SynSent or TcpState.SynReceived)
+            {
+                GiveUp("connect timeout");
+                return;
+            }
+        }
+        if (now >= _delayedAckDeadline)
+        {
+            _delayedAckDeadline = Never;
+            if (RcvNxt != _lastAckSent)
+            {
+                _stack.Counters.DelayedAcks++;
+                SendAck();
+            }
+        }
+        if (now >= _reorderDeadline)
+        {
+            // RFC 8985 §6.3: the reordering window of a segment passed; it is lost now.
+            _reorderDeadline = Never;
+            RackDetectLosses();
+            UpdateRecovery(SndUna, 0, false);
+            RequestOutput();
+        }
+        if (now >= _lossProbeDeadline)
+            LossProbeTimeout();
+        if (now >= _rtoDeadline)
             RetransmitTimeout();
+        if (State != TcpState.Closed && now >= _persistDeadline)
+            PersistTimeout();
+    }
+
+    /// <summary>
+    /// RFC 8985 §7.3: no ACK for a PTO. Send one new segment if the peer's window allows, else resend the last one,
+    /// so that a tail loss shows up as an ACK with SACK instead of waiting for the retransmission timer.
+    /// </summary>
+    private void LossProbeTimeout()
+    {
+        _lossProbeDeadline = Never;
+        if (_sent.IsEmpty || InRecovery)
+            return;
+        int unsent = _sendBuffer.Count - (SndNxt - _sndBufSeq);
+        long peerRoom = (long)SndWnd - (SndNxt - SndUna);
+        if (unsent > 0 && peerRoom > 0)
+        {
+            int length = (int)Math.Min(Math.Min(unsent, MaxPayload), peerRoom);
+            bool fin = _finQueued && length == unsent && peerRoom > length;
+            var flags = TcpFlags.Ack | (length == unsent ? TcpFlags.Psh : 0) | (fin ? TcpFlags.Fin : 0);
+            SendNewSegment(length, flags);
+            _lossProbeWasRetransmission = false;
+        }
+        else
+        {
+            RetransmitSegment(ref _sent.Newest, TraceNote.LossProbe);
+            _lossProbeWasRetransmission = true;
+        }
+        _lossProbeOutstanding = true;
+        _lossProbeEndSeq = SndNxt;
+        _lossProbeDeadline = Never;
+        _stack.Counters.LossProbes++;
+        StartRetransmitTimer();
     }
 
     private void RetransmitTimeout()
     {
-        _retransmitDeadline = Never;
-        if (SndMax == SndUna)
+        _rtoDeadline = Never;
+        if (State is TcpState.SynReceived or TcpState.SynSent)
         {
-            // Nothing in flight: this is the persist timer. Probe the zero window with one byte.
-            if (SndWnd == 0 && _sendBuffer.Count - (SndNxt - _sndBufSeq) > 0)
+            if (SndUna != Iss) return;
+            int limit = State == TcpState.SynSent || IsActiveOpen
+                ? _stack.Options.MaxSynRetransmissions
+                : _stack.Options.MaxSynAckRetransmissions;
+            if (++_retransmitCount > limit)
             {
-                _probeDue = true;
-                _rto.BackOff();
-                RequestOutput();
+                GiveUp(State == TcpState.SynSent ? "connect timeout" : "retransmission timeout");
+                return;
             }
+            _rto.BackOff();
+            _synToSend = true;
+            RequestOutput();
             return;
         }
+        if (_sent.IsEmpty)
+            return;
 
-        _retransmitCount++;
-        int limit = State == TcpState.SynReceived
-            ? _stack.Options.MaxSynAckRetransmissions
-            : _stack.Options.MaxRetransmissions;
-        if (_retransmitCount > limit)
+        // RFC 9293 §3.8.3 (R2): give up on the connection.
+        if (++_retransmitCount > _stack.Options.MaxRetransmissions)
         {
-            // RFC 9293 §3.8.3 (R2): give up on the connection.
-            _stack.Counters.ConnectionsTimedOut++;
-            _stack.Tcp.Remove(this, CloseReason.TimedOut, "retransmission timeout");
+            GiveUp();
             return;
         }
 
-        OnRetransmitTimeoutCongestion();
-        _rto.BackOff();         // RFC 6298 §5.5
-        _rttTiming = false;     // Karn: no RTT sample from retransmitted data (RFC 6298 §3)
-        SndNxt = SndUna;        // RFC 6298 §5.4: retransmit the earliest unacknowledged segment (go-back-N)
-        if (SndWnd == 0) _probeDue = true;
+        _stack.Counters.RetransmissionTimeouts++;
+        _cc!.OnRetransmitTimeout(Now, SndNxt - SndUna);
+        _inFastRecovery = false;
+        _inTimeoutRecovery = true;
+        _recoveryPoint = SndNxt;
+        _recoveryPointSet = true;
+        _dupAcks = 0;
+        _lossProbeOutstanding = false;
+        _lossProbeDeadline = Never;
+        _reorderDeadline = Never;
+
+        // RFC 2018 §8: a receiver may discard data it SACKed. If the segment at SND.UNA is marked SACKed yet was never
+        // acknowledged, the peer reneged: forget every SACK mark (as Linux does).
+        if (_sent.Oldest.Is(SentFlags.Sacked))
+        {
+            for (int i = 0; i < _sent.Count; i++)
+                _sent[i].Flags &= ~SentFlags.Sacked;
+            _sackedBytes = 0;
+            _sackedSegments = 0;
+        }
+        // RFC 8985 §6.3 / RFC 6675 §5.1: after a timeout every segment not SACKed is deemed lost and resent in order.
+        for (int i = 0; i < _sent.Count; i++)
+        {
+            ref var s = ref _sent[i];
+            if (s.Is(SentFlags.Sacked)) continue;
+            if (s.Is(SentFlags.RetransmittedSinceLost))
+            {
+                s.Flags &= ~SentFlags.RetransmittedSinceLost;
+                _retransmittedLostBytes -= s.Length;
+            }
+            if (!s.Is(SentFlags.Lost))
+            {
+                s.Flags |= SentFlags.Lost;
+                _lostBytes += s.Length;
+            }
+        }
+        _rto.BackOff(); // RFC 6298 §5.5
+        StartRetransmitTimer();
         RequestOutput();
+    }
+
+    /// <summary>The persist timer: probe the zero window (RFC 9293 §3.8.6.1, MUST-36), backing off exponentially.</summary>
+    private void PersistTimeout()
+    {
+        _persistDeadline = Never;
+        if (!_sent.IsEmpty || !HasUnsent || SndWnd > (uint)(SndNxt - SndUna))
+        {
+            _persistBackoff = 0;
+            RequestOutput();
+            return;
+        }
+        if (++_persistProbesUnanswered > _stack.Options.MaxRetransmissions)
+        {
+            GiveUp(); // the peer stopped answering probes altogether
+            return;
+        }
+        SendWindowProbe();
+        _persistBackoff++;
+        StartPersistTimer();
+    }
+
+    private void GiveUp(string cause = "retransmission timeout")
+    {
+        _stack.Counters.ConnectionsTimedOut++;
+        _stack.Tcp.Remove(this, CloseReason.TimedOut, cause);
     }
 }

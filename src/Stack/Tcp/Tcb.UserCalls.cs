@@ -22,7 +22,7 @@ public sealed partial class Tcb
         int n = _receiveBuffer.Read(destination);
         if (n > 0)
             MaybeSendWindowUpdate();
-        if (FinReceived || State == TcpState.Closed)
+        if ((FinReceived || State == TcpState.Closed) && ReceiveRingIdle)
             _receiveBuffer.Release(); // nothing more can arrive
         return n;
     }
@@ -40,6 +40,10 @@ public sealed partial class Tcb
     {
         switch (State)
         {
+            case TcpState.SynSent:
+                // §3.10.4: "Delete the TCB and return 'error: closing' responses to any queued SENDs".
+                _stack.Tcp.Remove(this, CloseReason.Aborted, "close()");
+                break;
             case TcpState.SynReceived:
             case TcpState.Established:
                 _finQueued = true;
@@ -54,27 +58,17 @@ public sealed partial class Tcb
         }
     }
 
-    /// <summary>ABORT (RFC 9293 §3.10.5): send RST (in synchronized states) and delete the TCB at once.</summary>
+    /// <summary>
+    /// ABORT (RFC 9293 §3.10.5): send RST (in synchronized states) and delete the TCB at once. The RST carries the
+    /// highest sequence number sent, so that the peer finds it in its window even after retransmissions.
+    /// </summary>
     public void Abort()
     {
         if (State is TcpState.SynReceived or TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2 or TcpState.CloseWait)
             _stack.Tcp.SendReset(Tuple, SndNxt, default, TcpFlags.Rst);
+        // In SYN-SENT there is nothing to reset: the TCB is simply deleted (§3.10.5).
         if (State != TcpState.Closed)
             _stack.Tcp.Remove(this, CloseReason.Aborted, "abort()");
-    }
-
-    /// <summary>
-    /// Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): announce a larger window only once it has grown by
-    /// min(half the buffer, one MSS).
-    /// </summary>
-    private void MaybeSendWindowUpdate()
-    {
-        int promised = Math.Max(0, _rcvAdvertisedEdge - RcvNxt);
-        if (ReceiveWindow - promised >= Math.Min(_receiveBuffer.Capacity / 2, (int)LocalMss))
-        {
-            _ackNow = true;
-            RequestOutput();
-        }
     }
 
     internal void MarkClosed(CloseReason reason, string cause)
@@ -86,8 +80,12 @@ public sealed partial class Tcb
         CloseReason = reason;
         SetState(TcpState.Closed, cause);
         _sendBuffer.Clear();      // nothing can be sent any more
+        _sent.Clear();
+        DropReassembly();
         _receiveBuffer.Release(); // unless the application still has bytes to read
-        _retransmitDeadline = Never;
+        StopLossTimers();
+        _persistDeadline = Never;
+        _delayedAckDeadline = Never;
         _timeWaitDeadline = Never;
         Raise(ConnectionEvents.Closed);
     }

@@ -1,12 +1,24 @@
 using TunStack.Diagnostics;
+using TunStack.Tcp.Congestion;
+using TunStack.Tcp.Receive;
+using TunStack.Tcp.Send;
 using TunStack.Wire;
 
 namespace TunStack.Tcp;
 
 /// <summary>
-/// The transmission control block (RFC 9293 §3.3.1): everything known about one connection. Its behaviour is
-/// split by topic: <c>Tcb.SegmentArrives.cs</c> (RFC 9293 §3.10.7), <c>Tcb.Output.cs</c> (sending),
-/// <c>Tcb.Timers.cs</c> (retransmission, TIME-WAIT) and <c>Tcb.UserCalls.cs</c> (SEND/RECEIVE/CLOSE/ABORT).
+/// The transmission control block (RFC 9293 §3.3.1): everything known about one connection. Its behaviour is split
+/// by topic, one partial file each:
+/// <list type="bullet">
+/// <item><c>Tcb.SegmentArrives.cs</c> — RFC 9293 §3.10.7, the spine: the checks in the RFC's order.</item>
+/// <item><c>Tcb.Receive.cs</c> — segment text: reassembly, the receive window, the ACK policy, SACK blocks to send,
+/// timestamps and PAWS (RFC 7323).</item>
+/// <item><c>Tcb.Acknowledgment.cs</c> — the ACK field: the SACK scoreboard (RFC 6675), RACK-TLP loss detection
+/// (RFC 8985), fast recovery with PRR (RFC 6937) or NewReno (RFC 6582).</item>
+/// <item><c>Tcb.Output.cs</c> — sending: retransmissions first, then new data within the windows (Nagle, SWS), probes.</item>
+/// <item><c>Tcb.Timers.cs</c> — retransmission, loss probe, reordering, persist, delayed ACK and TIME-WAIT timers.</item>
+/// <item><c>Tcb.UserCalls.cs</c> — SEND, RECEIVE, CLOSE, ABORT (RFC 9293 §3.10).</item>
+/// </list>
 /// </summary>
 public sealed partial class Tcb
 {
@@ -23,7 +35,8 @@ public sealed partial class Tcb
         _sendBuffer = new ByteRing(o.SendBufferSize);
         _receiveBuffer = new ByteRing(o.ReceiveBufferSize);
         _rto = new RtoEstimator(o.InitialRtoMicros, o.MinRtoMicros, o.MaxRtoMicros);
-        LocalMss = (ushort)(o.Mtu - Ipv4Packet.MinHeaderLength - TcpSegment.MinHeaderLength);
+        LocalMss = (ushort)Math.Min(ushort.MaxValue, o.Mtu - Ipv4Packet.MinHeaderLength - TcpSegment.MinHeaderLength);
+        NoDelay = o.NoDelay;
     }
 
     public FourTuple Tuple { get; }
@@ -34,58 +47,77 @@ public sealed partial class Tcb
     // Send sequence variables (RFC 9293 §3.3.1, Figure 3).
     public SeqNumber Iss { get; private set; }
     public SeqNumber SndUna { get; private set; }
+    /// <summary>The next new sequence number to send. Retransmissions resend recorded segments and never move it back.</summary>
     public SeqNumber SndNxt { get; private set; }
-    /// <summary>The highest sequence number sent so far; SND.NXT falls back below it after a timeout (go-back-N).</summary>
-    public SeqNumber SndMax { get; private set; }
+    /// <summary>The highest sequence number sent so far (equal to SND.NXT; named for RFC 6675 / RFC 8985 readers).</summary>
+    public SeqNumber SndMax => SndNxt;
     public uint SndWnd { get; private set; }
     private SeqNumber _sndWl1;
     private SeqNumber _sndWl2;
+    /// <summary>MAX.SND.WND of RFC 5961 §5: the largest window the peer ever offered.</summary>
     private uint _maxSndWnd;
 
     // Receive sequence variables (RFC 9293 §3.3.1, Figure 4).
     public SeqNumber Irs { get; private set; }
     public SeqNumber RcvNxt { get; private set; }
-    /// <summary>RCV.NXT + RCV.WND as last advertised; never moved left (RFC 9293 §3.8.6.2.2).</summary>
+    /// <summary>RCV.NXT + RCV.WND as last advertised: the largest right edge ever offered, never moved left.</summary>
     private SeqNumber _rcvAdvertisedEdge;
 
     // Negotiated at the handshake.
     public ushort PeerMss { get; private set; }
     public ushort LocalMss { get; }
-    /// <summary>Largest payload we put in one segment: min(peer MSS, our MSS) (RFC 9293 §3.7.1).</summary>
+    /// <summary>min(peer MSS, our MSS) (RFC 9293 §3.7.1): the largest segment text before options are subtracted.</summary>
     public int SendMss { get; private set; }
     private byte _sndWndShift;  // the peer's window scale (RFC 7323 §2.3)
-    private byte _rcvWndShift;  // ours, when the peer offered scaling
-    private bool _peerOfferedWindowScale;
+    private byte _rcvWndShift;  // ours, when both sides offered scaling
+    private bool _windowScaling;
+    /// <summary>Both SYNs carried SACK-permitted (RFC 2018 §2).</summary>
+    public bool SackEnabled { get; private set; }
+    /// <summary>Both SYNs carried timestamps (RFC 7323 §3.2).</summary>
+    public bool TimestampsEnabled { get; private set; }
 
-    /// <summary>Data seq of the first byte in the send buffer (the oldest unacknowledged data byte).</summary>
+    /// <summary>Payload bytes in a full-sized segment: SendMss less the timestamps option (RFC 6691 §2).</summary>
+    public int MaxPayload => SendMss - (TimestampsEnabled ? TcpOptions.TimestampsLength : 0);
+
+    /// <summary>Sequence number of the first byte in the send buffer (the oldest unacknowledged data byte).</summary>
     private SeqNumber _sndBufSeq;
     /// <summary>The application called CLOSE: a FIN follows the last byte of the send buffer.</summary>
     private bool _finQueued;
     /// <summary>The peer's FIN has been received (in order).</summary>
     public bool FinReceived { get; private set; }
 
-    /// <summary>An ACK must go out at the next output, even with no data.</summary>
-    private bool _ackNow;
     private bool _outputPending;
     private ConnectionEvents _events;
 
     private SeqNumber FinSeq => _sndBufSeq + _sendBuffer.Count;
-    private bool FinSent => _finQueued && SndMax > FinSeq;
+    private bool FinSent => _finQueued && SndNxt > FinSeq;
     private bool FinAcked => _finQueued && SndUna > FinSeq;
+
+    /// <summary>Nagle's algorithm (RFC 9293 §3.7.4) is off for this connection: small segments go out at once.</summary>
+    public bool NoDelay { get; set; }
 
     /// <summary>Bytes received in order and not yet read by the application.</summary>
     public int BytesAvailable => _receiveBuffer.Count;
     /// <summary>Bytes in the send buffer (unacknowledged plus not yet sent).</summary>
     public int BytesQueued => _sendBuffer.Count;
+    /// <summary>Bytes held out of order, waiting for a gap to fill.</summary>
+    public int BytesOutOfOrder => _reassembler?.BytesHeld ?? 0;
     public int SendSpace => CanSend ? _sendBuffer.Free : 0;
     public long SmoothedRttMicros => _rto.SmoothedRtt;
     public long CurrentRtoMicros => _rto.Current;
-    public int CongestionWindow => _cwnd;
+    public long CongestionWindow => _cc?.Cwnd ?? 0;
+    public long SlowStartThreshold => _cc?.Ssthresh ?? 0;
+    public string CongestionControlName => _cc?.Name ?? "";
+    /// <summary>Bytes in flight by the RFC 6675 estimate ("pipe").</summary>
+    public long BytesInFlight => Pipe;
+    /// <summary>Segments this connection retransmitted, for diagnostics.</summary>
+    public long Retransmissions { get; private set; }
+    /// <summary>True while the connection recovers from a loss (fast recovery or after a timeout).</summary>
+    public bool InRecovery => _inFastRecovery || _inTimeoutRecovery;
 
     private bool CanSend => !_finQueued && State is TcpState.Established or TcpState.CloseWait;
 
-    /// <summary>The receive window we may advertise now: free buffer space (RFC 9293 §3.8.6.2).</summary>
-    private int ReceiveWindow => _receiveBuffer.Free;
+    private long Now => _stack.Now;
 
     internal void SetState(TcpState next, string cause)
     {
@@ -120,7 +152,7 @@ public sealed partial class Tcb
     }
 
     internal void Trace(TraceDirection direction, SeqNumber seq, SeqNumber ack, TcpFlags flags, ushort window,
-        int payloadLength, in TcpOptions options, TcpState before, DropReason drop = DropReason.None)
+        int payloadLength, in TcpOptions options, TcpState before, DropReason drop = DropReason.None, TraceNote note = TraceNote.None)
     {
         _stack.Tracer?.OnSegment(new SegmentTraceRecord
         {
@@ -139,6 +171,7 @@ public sealed partial class Tcb
             Before = before,
             After = State,
             Drop = drop,
+            Note = note,
         });
     }
 

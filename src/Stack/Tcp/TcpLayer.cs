@@ -40,6 +40,44 @@ internal sealed class TcpLayer
 
     public Tcb? Find(in FourTuple tuple) => _connections.GetValueOrDefault(tuple);
 
+    /// <summary>The ephemeral port range (Linux's default ip_local_port_range).</summary>
+    public const ushort FirstEphemeralPort = 32768;
+    public const ushort LastEphemeralPort = 60999;
+    private uint _ephemeralCounter;
+
+    /// <summary>Active OPEN (RFC 9293 §3.10.1): a new TCB in SYN-SENT; its SYN goes out at the next Poll.</summary>
+    public Tcb Connect(IpAddress local, IpAddress remote, ushort remotePort, ushort localPort = 0)
+    {
+        if (remotePort == 0)
+            throw new ArgumentOutOfRangeException(nameof(remotePort), "The remote port must not be 0.");
+        ushort port = localPort != 0 ? localPort : PickEphemeralPort(local, remote, remotePort);
+        var tuple = new FourTuple(local, port, remote, remotePort);
+        if (_connections.ContainsKey(tuple))
+            throw new InvalidOperationException($"A connection {tuple} exists already (address in use).");
+        var tcb = new Tcb(_stack, tuple, null);
+        _connections.Add(tuple, tcb);
+        _stack.Counters.ActiveOpens++;
+        tcb.OpenActive(_isn.Next(tuple, _stack.Now), _isn.TimestampOffset(tuple));
+        return tcb;
+    }
+
+    /// <summary>
+    /// RFC 6056 §3.3.3: try ports from a keyed-hash offset plus a counter; skip any whose 4-tuple is in use (TIME-WAIT
+    /// included) or that a listener holds.
+    /// </summary>
+    private ushort PickEphemeralPort(IpAddress local, IpAddress remote, ushort remotePort)
+    {
+        const int count = LastEphemeralPort - FirstEphemeralPort + 1;
+        uint offset = _isn.EphemeralPortOffset(local, remote, remotePort);
+        for (int i = 0; i < count; i++)
+        {
+            var port = (ushort)(FirstEphemeralPort + (offset + _ephemeralCounter++) % count);
+            if (!_listeners.ContainsKey(port) && !_connections.ContainsKey(new FourTuple(local, port, remote, remotePort)))
+                return port;
+        }
+        throw new InvalidOperationException($"No free ephemeral port towards {remote}:{remotePort}.");
+    }
+
     /// <summary>A TCP segment addressed to us. Returns why it was dropped, or None.</summary>
     public DropReason SegmentArrives(IpAddress source, IpAddress destination, ReadOnlySpan<byte> bytes)
     {
@@ -65,7 +103,8 @@ internal sealed class TcpLayer
             var drop = tcb.SegmentArrives(seg, options);
             if (_stack.Tracer is not null)
                 tcb.Trace(TraceDirection.In, new SeqNumber(seg.SequenceNumber), new SeqNumber(seg.AcknowledgmentNumber),
-                    seg.Flags, seg.Window, seg.Payload.Length, options, before, drop);
+                    seg.Flags, seg.Window, seg.Payload.Length, options, before, drop, tcb.ArrivalNote);
+            tcb.AfterSegment();
             return drop;
         }
         if (_listeners.TryGetValue(seg.DestinationPort, out var listener))
@@ -132,7 +171,7 @@ internal sealed class TcpLayer
         _connections.Add(tuple, tcb);
         listener.HalfOpenCount++;
         _stack.Counters.PassiveOpens++;
-        tcb.OpenFromSyn(seg, options, _isn.Next(tuple, _stack.Now));
+        tcb.OpenFromSyn(seg, options, _isn.Next(tuple, _stack.Now), _isn.TimestampOffset(tuple));
         if (_stack.Tracer is not null)
             tcb.Trace(TraceDirection.In, new SeqNumber(seg.SequenceNumber), default, seg.Flags, seg.Window,
                 seg.Payload.Length, options, TcpState.Listen);

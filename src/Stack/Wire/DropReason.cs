@@ -34,4 +34,6 @@ public enum DropReason
     Ipv6NotSupported,
     /// <summary>Processing the packet hit a bug in the stack; the exception is kept in <c>StackCounters.LastInternalError</c>.</summary>
     InternalError,
+    /// <summary>A segment with a timestamp older than the connection's latest (RFC 7323 §5, PAWS): an old duplicate.</summary>
+    PawsRejected,
 }

@@ -15,17 +15,23 @@ public class DataTransferTests
         return (peer, c, tcb);
     }
 
+    private const long DelayedAck = 40_000;
+
     [Fact]
-    public void Incoming_data_is_acknowledged_and_readable_and_window_shrinks()
+    public void Incoming_data_is_acknowledged_after_the_delayed_ack_time_and_readable()
     {
         var (peer, c, tcb) = Established();
-        var ack = Assert.Single(c.SendData("hello"u8));
+        Assert.Empty(c.SendData("hello"u8));             // one small segment: the ACK waits (RFC 9293 §3.8.6.3)
+        Assert.Empty(peer.Advance(DelayedAck - 1));
+        var ack = Assert.Single(peer.Advance(1));
 
         Assert.Equal(TcpFlags.Ack, ack.Flags);
         Assert.Equal(c.ClientNxt, ack.Ack);
         Assert.Equal(c.ServerNxt, ack.Seq);
-        Assert.Equal((ushort)(65536 - 5), ack.Window); // free buffer space: what the app has not read
+        // The right edge stays where the SYN-ACK put it (65535) until it can move by an MSS (receiver SWS avoidance).
+        Assert.Equal((ushort)(65535 - 5), ack.Window);
         Assert.Equal(5, tcb.BytesAvailable);
+        Assert.Equal(1, peer.Stack.Counters.DelayedAcks);
 
         var buffer = new byte[16];
         int n = tcb.Receive(buffer);
@@ -33,24 +39,54 @@ public class DataTransferTests
     }
 
     [Fact]
-    public void Outgoing_data_is_segmented_by_mss_and_freed_when_acknowledged()
+    public void Outgoing_data_is_segmented_by_mss_and_the_runt_waits_for_the_ack_nagle()
     {
         var (peer, c, tcb) = Established();
         var data = Enumerable.Range(0, 3000).Select(i => (byte)i).ToArray();
         Assert.Equal(3000, tcb.Send(data));
 
+        // Two full segments go; the last 80 bytes wait while data is unacknowledged (Nagle, RFC 9293 §3.7.4).
         var segments = peer.Poll();
-        Assert.Equal(3, segments.Count);
-        Assert.Equal([1460, 1460, 80], segments.Select(s => s.Payload.Length));
+        Assert.Equal([1460, 1460], segments.Select(s => s.Payload.Length));
         Assert.Equal(c.ServerNxt, segments[0].Seq);
         Assert.Equal(c.ServerNxt + 1460, segments[1].Seq);
-        Assert.Equal(TcpFlags.Ack | TcpFlags.Psh, segments[2].Flags);
-        Assert.Equal(data, segments.SelectMany(s => s.Payload));
 
-        c.ServerNxt += 3000;
+        c.ServerNxt += 2920;
+        var tail = Assert.Single(c.SendAck());
+        Assert.Equal(80, tail.Payload.Length);
+        Assert.Equal(TcpFlags.Ack | TcpFlags.Psh, tail.Flags);
+        Assert.Equal(data, segments.Append(tail).SelectMany(s => s.Payload));
+
+        c.ServerNxt += 80;
         Assert.Empty(c.SendAck());
         Assert.Equal(0, tcb.BytesQueued);
         Assert.Equal(tcb.SndMax, tcb.SndUna);
+    }
+
+    [Fact]
+    public void With_no_delay_the_runt_goes_at_once()
+    {
+        var (peer, c, tcb) = Established();
+        tcb.NoDelay = true;
+        tcb.Send(new byte[3000]);
+        Assert.Equal([1460, 1460, 80], peer.Poll().Select(s => s.Payload.Length));
+        tcb.Send("more"u8);
+        Assert.Equal(4, Assert.Single(peer.Poll()).Payload.Length);
+    }
+
+    [Fact]
+    public void Nagle_lets_a_small_segment_go_when_nothing_is_in_flight()
+    {
+        var (peer, c, tcb) = Established();
+        tcb.Send("a"u8);
+        Assert.Single(Assert.Single(peer.Poll()).Payload);
+        tcb.Send("b"u8);
+        Assert.Empty(peer.Poll());            // "a" is unacknowledged: "b" waits
+        tcb.Send("c"u8);
+        Assert.Empty(peer.Poll());
+        c.ServerNxt += 1;
+        var next = Assert.Single(c.SendAck()); // everything acknowledged: the coalesced rest goes
+        Assert.Equal("bc"u8.ToArray(), next.Payload);
     }
 
     [Fact]
@@ -67,11 +103,14 @@ public class DataTransferTests
         var segment = Assert.Single(peer.Poll());
         Assert.Equal(1460, segment.Payload.Length);
 
-        // The peer acknowledges it and opens the window to 4000: the remaining 3540 bytes fit.
+        // The peer acknowledges it and opens the window to 4000: two more full segments fit; the 620-byte rest waits
+        // for their ACK (Nagle).
         c.ServerNxt += 1460;
         var more = c.SendAck(window: 4000);
-        Assert.Equal([1460, 1460, 620], more.Select(s => s.Payload.Length));
-        Assert.Equal(3540, tcb.BytesQueued); // sent, not yet acknowledged
+        Assert.Equal([1460, 1460], more.Select(s => s.Payload.Length));
+        Assert.Equal(3540, tcb.BytesQueued); // 2920 sent, not yet acknowledged, and 620 unsent
+        c.ServerNxt += 2920;
+        Assert.Equal(620, Assert.Single(c.SendAck(window: 4000)).Payload.Length);
     }
 
     [Fact]
@@ -89,7 +128,8 @@ public class DataTransferTests
     {
         var (peer, c, tcb) = Established();
         c.SendData("abc"u8);
-        var ack = Assert.Single(c.Send(c.ClientNxt - 1, c.ServerNxt, TcpFlags.Ack, "cdef"u8));
+        Assert.Empty(c.Send(c.ClientNxt - 1, c.ServerNxt, TcpFlags.Ack, "cdef"u8));
+        var ack = Assert.Single(peer.Advance(DelayedAck));
         Assert.Equal(c.ClientNxt + 3, ack.Ack);
         var buffer = new byte[10];
         Assert.Equal("abcdef", Encoding.ASCII.GetString(buffer, 0, tcb.Receive(buffer)));
@@ -149,7 +189,8 @@ public class DataTransferTests
         peer.Stack.Listen(80);
         var c = new ScriptedConnection(peer, clientIsn: 0xFFFF_FFFD);
         var tcb = c.Establish();
-        var ack = Assert.Single(c.SendData("0123456789"u8)); // crosses 2^32
+        Assert.Empty(c.SendData("0123456789"u8)); // crosses 2^32
+        var ack = Assert.Single(peer.Advance(DelayedAck));
         Assert.Equal(c.ClientNxt, ack.Ack);
         Assert.True(c.ClientNxt < 100);
         Assert.Equal(10, tcb.BytesAvailable);
@@ -169,6 +210,6 @@ public class DataTransferTests
         var retransmit = Assert.Single(c.SendAck());
         Assert.Equal(c.ServerNxt, retransmit.Seq);
         Assert.Equal(1460, retransmit.Payload.Length);
-        Assert.Equal(1, peer.Stack.Counters.FastRetransmissions);
+        Assert.Equal(1, peer.Stack.Counters.FastRecoveries);
     }
 }

@@ -50,13 +50,15 @@ public class HandshakeTests
         peer.Stack.Listen(80);
         var c = new ScriptedConnection(peer);
         var synAck = Assert.Single(c.SendSyn(new TcpOptions { Mss = 1460, WindowScale = 7, SackPermitted = true }));
-        Assert.Equal((byte)7, synAck.Options.WindowScale);
+        // Our shift is derived from the buffer: the smallest that lets 16 bits express 1 MiB is 5 (1 MiB >> 5 = 32768).
+        Assert.Equal((byte)5, synAck.Options.WindowScale);
         Assert.Equal((ushort)65535, synAck.Window); // a SYN's window is never scaled
 
-        // After the handshake the window field is scaled by our shift: 1 MiB >> 7 = 8192.
+        // After the handshake the window field is scaled by our shift: the free space, 1 MiB - 1, >> 5.
         Assert.Empty(c.SendAck());
-        var ack = Assert.Single(c.SendData("x"u8));
-        Assert.Equal((ushort)((1 << 20) - 1 >> 7), ack.Window);
+        Assert.Empty(c.SendData("x"u8));
+        var ack = Assert.Single(peer.Advance(40_000));
+        Assert.Equal((ushort)((1 << 20) - 1 >> 5), ack.Window);
     }
 
     [Fact]

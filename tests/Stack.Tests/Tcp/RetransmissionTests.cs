@@ -91,16 +91,28 @@ public class RetransmissionTests
         peer.Stack.Listen(80);
         var c = new ScriptedConnection(peer);
         var tcb = c.Establish(window: 0);
+        long cwnd = tcb.CongestionWindow;
         tcb.Send("abc"u8);
         Assert.Empty(peer.Poll());
 
-        var probe = Assert.Single(peer.Advance(tcb.CurrentRtoMicros));
-        Assert.Single(probe.Payload);
-        Assert.Equal(c.ServerNxt, probe.Seq);
+        // The persist timer fires after one RTO (200 ms here) with a probe that occupies no sequence space: SEQ =
+        // SND.UNA - 1 and no text, which the peer must answer with an ACK carrying its window (as Linux probes).
+        long rto = tcb.CurrentRtoMicros;
+        Assert.Empty(peer.Advance(rto - 1));
+        var probe = Assert.Single(peer.Advance(1));
+        Assert.Empty(probe.Payload);
+        Assert.Equal(c.ServerNxt - 1, probe.Seq);
+        Assert.Equal(1, peer.Stack.Counters.WindowProbes);
 
-        // The peer accepts the probe byte and opens the window: the rest follows.
-        c.ServerNxt += 1;
+        // Still closed: the next probe comes after twice the interval (exponential backoff, RFC 1122 §4.2.2.17).
+        Assert.Empty(c.SendAck(window: 0));
+        Assert.Empty(peer.Advance(2 * rto - 1));
+        Assert.Single(peer.Advance(1));
+
+        // Probing never touches congestion control, and the data goes the moment the window opens.
+        Assert.Equal(cwnd, tcb.CongestionWindow);
+        Assert.Equal(0, peer.Stack.Counters.Retransmissions);
         var rest = Assert.Single(c.SendAck(window: 1000));
-        Assert.Equal("bc"u8.ToArray(), rest.Payload);
+        Assert.Equal("abc"u8.ToArray(), rest.Payload);
     }
 }
