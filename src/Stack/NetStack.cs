@@ -104,7 +104,9 @@ public sealed class NetStack
             return DropReason.IpFragment; // reassembly is not supported; peers use PMTUD/DF
         return ip.Protocol switch
         {
-            IpProtocol.Tcp => Tcp.SegmentArrives(ip.Source, ip.Destination, ip.Payload),
+            IpProtocol.Tcp => SourceAddress.IsValidUnicast(ip.Source, Options.Address)
+                ? Tcp.SegmentArrives(ip.Source, ip.Destination, ip.Payload)
+                : DropReason.BadSourceAddress,
             IpProtocol.Icmp => ReceiveIcmp(ip),
             _ => DropReason.UnsupportedProtocol,
         };
@@ -112,6 +114,15 @@ public sealed class NetStack
 
     private DropReason ReceiveIcmp(in Ipv4Packet ip)
     {
+        if (IcmpV4Packet.TryParse(ip.Payload, out var icmp, out _)
+            && icmp.Type is IcmpV4Packet.TypeDestinationUnreachable or IcmpV4Packet.TypeTimeExceeded)
+        {
+            // An error about a segment we sent (RFC 1122 §4.2.3.9, RFC 5927, RFC 1191).
+            if (!icmp.TryGetQuotedTcp(out var source, out var destination, out ushort sourcePort, out ushort destinationPort, out uint seq))
+                return DropReason.UnsupportedIcmp;
+            return Tcp.IcmpErrorArrives(new FourTuple(source, sourcePort, destination, destinationPort), icmp.Type, icmp.Code,
+                icmp.NextHopMtu, seq);
+        }
         byte[] buffer = Transmit.Rent();
         if (IcmpEchoResponder.TryBuildReply(ip, Options.Address, buffer, out int length, out var reason))
         {

@@ -68,6 +68,24 @@ public sealed class NetStackOptions
     /// </summary>
     public int MaxTimeWait { get; init; } = 65536;
 
+    /// <summary>
+    /// How long a connection the application has released waits in FIN-WAIT-2 for the peer's FIN (Linux's
+    /// tcp_fin_timeout, 60 s). A half-closed connection the application still reads waits as long as it likes.
+    /// </summary>
+    public long FinWait2TimeoutMicros { get; init; } = 60_000_000;
+
+    /// <summary>Keep-alives on new connections (RFC 9293 §3.8.4 MAY-5; off by default, each connection can switch them on).</summary>
+    public bool KeepAlive { get; init; }
+
+    /// <summary>Idle time before the first keep-alive: at least two hours by default (MUST-28).</summary>
+    public long KeepAliveIdleMicros { get; init; } = 7_200_000_000;
+
+    /// <summary>Time between unanswered keep-alives (Linux: 75 s).</summary>
+    public long KeepAliveIntervalMicros { get; init; } = 75_000_000;
+
+    /// <summary>Unanswered keep-alives before the connection is dropped (Linux: 9).</summary>
+    public int KeepAliveProbes { get; init; } = 9;
+
     /// <summary>The secret key of the ISN function (RFC 6528). Null draws 16 random bytes.</summary>
     public byte[]? IsnSecret { get; init; }
 }

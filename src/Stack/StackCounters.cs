@@ -42,6 +42,13 @@ public sealed class StackCounters
     public long EchoRepliesSent;
     public long TimeWaitLimitReached;
 
+    /// <summary>Exceptions caught in a connection's timers or output (each aborted that connection).</summary>
+    public long InternalErrors;
+    public long PathMtuReductions;
+    /// <summary>Connections reset because the application closed them with received data unread (RFC 2525 §2.17).</summary>
+    public long ResetsOnUnreadData;
+    public long KeepAlivesSent;
+
     /// <summary>The latest exception caught on the packet path (a bug), or null.</summary>
     public Exception? LastInternalError { get; internal set; }
 

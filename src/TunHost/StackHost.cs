@@ -78,6 +78,8 @@ public sealed class StackHost
 
     private async Task ServeAsync(IConnectionService service, TcpConnection connection, CancellationToken cancellationToken)
     {
+        // The services answer requests: a response should not wait for the ACK of the previous segment (Nagle).
+        connection.NoDelay = true;
         try
         {
             await service.HandleAsync(connection, connection.Info, cancellationToken).ConfigureAwait(false);

@@ -18,7 +18,11 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     private readonly EventLoop _loop;
     private readonly Pipe _inbound;   // loop writes, application reads
     private readonly Pipe _outbound;  // application writes, loop reads
+    private readonly ConsumptionTrackingReader _input;
     private readonly Action _signal;
+    private long _delivered;          // bytes written into the input pipe (loop thread)
+    private bool _disposed;           // the application disposed the connection (loop thread)
+    private bool _released;
 
     // Loop-thread state.
     private bool _inboundPaused;
@@ -39,6 +43,7 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
         _outbound = new Pipe(new PipeOptions(
             readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.ThreadPool,
             pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false));
+        _input = new ConsumptionTrackingReader(_inbound.Reader);
         _signal = () => _loop.Signal(this);
         var t = tcb.Tuple;
         Info = new ConnectionInfo(
@@ -50,7 +55,19 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     internal Tcb Tcb { get; }
 
     public ConnectionInfo Info { get; }
-    public PipeReader Input => _inbound.Reader;
+    public PipeReader Input => _input;
+
+    /// <summary>Turns Nagle's algorithm off (true) or on for this connection (RFC 9293 §3.7.4).</summary>
+    public bool NoDelay
+    {
+        set => _loop.Post(() => Tcb.NoDelay = value);
+    }
+
+    /// <summary>Keep-alive probes on an idle connection (RFC 9293 §3.8.4).</summary>
+    public bool KeepAlive
+    {
+        set => _loop.Post(() => Tcb.KeepAlive = value);
+    }
     public PipeWriter Output => _outbound.Writer;
 
     /// <summary>Resets the connection (RST) at once, discarding unsent data (RFC 9293 §3.10.5).</summary>
@@ -60,11 +77,19 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
         OnLoopSignal();
     });
 
-    /// <summary>Completes both pipes: a graceful close if the output was not already completed.</summary>
+    /// <summary>
+    /// Completes both pipes and lets go of the connection, as close(2) does for a socket: a graceful close (FIN after
+    /// the data written) if everything received was read; a reset if received data was left unread (RFC 2525 §2.17).
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         await Input.CompleteAsync().ConfigureAwait(false);
         await Output.CompleteAsync().ConfigureAwait(false);
+        _loop.Post(() =>
+        {
+            _disposed = true;
+            OnLoopSignal();
+        });
     }
 
     /// <summary>Loop thread: true once both directions are finished and the loop can forget the connection.</summary>
@@ -75,6 +100,19 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     {
         PumpInbound();
         PumpOutbound();
+    }
+
+    /// <summary>
+    /// Loop thread: once the application disposed the connection and everything it wrote is in the TCB, release the
+    /// TCB — telling it whether received data went unread (left in the TCB, or in the pipe unconsumed).
+    /// </summary>
+    private void TryRelease()
+    {
+        if (!_disposed || _released || !_outboundDone) return;
+        _released = true;
+        if (Tcb.State == TcpState.Closed) return;
+        bool unread = Tcb.BytesAvailable > 0 || _input.Consumed < _delivered;
+        Tcb.Release(unread);
     }
 
     /// <summary>Loop thread: moves received bytes from the TCB into the input pipe, honouring its backpressure.</summary>
@@ -98,6 +136,7 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
             var span = writer.GetSpan(Math.Min(Tcb.BytesAvailable, MaxChunk));
             int n = Tcb.Receive(span);
             writer.Advance(n);
+            _delivered += n;
             var flush = writer.FlushAsync();
             if (!flush.IsCompleted)
             {
@@ -126,20 +165,24 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
         }
     }
 
-    /// <summary>The application stopped reading: drop whatever arrives from now on.</summary>
+    /// <summary>
+    /// The application stopped reading. What is still in the TCB stays there unread: when the application lets go of
+    /// the connection, unread data turns the close into a reset (see <see cref="TryRelease"/>).
+    /// </summary>
     private void DiscardInbound()
     {
-        Span<byte> scratch = stackalloc byte[1024];
-        while (Tcb.Receive(scratch) > 0) { }
-        if (Tcb.ReceiveFinished || Tcb.State == TcpState.Closed)
-        {
-            _inboundDone = true;
-            _inbound.Writer.Complete();
-        }
+        _inboundDone = true;
+        _inbound.Writer.Complete();
     }
 
     /// <summary>Loop thread: moves bytes the application wrote into the TCB's send buffer while it has room.</summary>
     internal void PumpOutbound()
+    {
+        PumpOutboundData();
+        TryRelease();
+    }
+
+    private void PumpOutboundData()
     {
         var reader = _outbound.Reader;
         while (!_outboundDone)

@@ -16,6 +16,8 @@ public enum TraceNote : byte
     LossProbe = 2,
     /// <summary>Out: a zero-window probe (RFC 9293 §3.8.6.1).</summary>
     WindowProbe = 4,
+    /// <summary>Out: a keep-alive (RFC 9293 §3.8.4).</summary>
+    KeepAlive = 64,
     /// <summary>In: a duplicate ACK (RFC 5681 §2).</summary>
     DuplicateAck = 8,
     /// <summary>In: data beyond a gap, held for reassembly.</summary>

@@ -25,7 +25,7 @@ public static class IcmpEchoResponder
         IpAddress source = request.Source;
         IpAddress destination = request.Destination;
         if (destination != ourAddress) { reason = DropReason.NotForUs; return false; }
-        if (!IsUnicastSource(source) || source == ourAddress) { reason = DropReason.BadSourceAddress; return false; }
+        if (!SourceAddress.IsValidUnicast(source, ourAddress)) { reason = DropReason.BadSourceAddress; return false; }
 
         if (!IcmpV4Packet.TryParse(request.Payload, out var echo, out reason))
             return false;
@@ -48,15 +48,5 @@ public static class IcmpEchoResponder
         replyLength = total;
         reason = DropReason.None;
         return true;
-    }
-
-    /// <summary>Excludes 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 (multicast) and 255.255.255.255 (RFC 1122 §3.2.1.3).</summary>
-    private static bool IsUnicastSource(IpAddress address)
-    {
-        if (!address.IsV4)
-            return false;
-        uint v = address.V4Value;
-        byte first = (byte)(v >> 24);
-        return first != 0 && first != 127 && (first & 0xF0) != 0xE0 && v != 0xFFFF_FFFF;
     }
 }

@@ -1,6 +1,10 @@
 using System.Collections.Concurrent;
+using System.Net;
+using SocketError = System.Net.Sockets.SocketError;
+using SocketException = System.Net.Sockets.SocketException;
 using TunStack.Api;
 using TunStack.Tcp;
+using TunStack.Wire;
 
 namespace TunStack.Runtime;
 
@@ -22,6 +26,7 @@ public sealed class EventLoop : IDisposable
     private readonly ConcurrentQueue<TcpConnection> _signaled = new();
     private readonly Dictionary<Tcb, TcpConnection> _connections = new();
     private readonly Dictionary<ListenEndpoint, TcpListener> _listeners = new();
+    private readonly Dictionary<Tcb, TaskCompletionSource<TcpConnection>> _connecting = new();
     private readonly byte[] _receiveBuffer;
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Thread? _thread;
@@ -58,6 +63,39 @@ public sealed class EventLoop : IDisposable
         if (_thread is null) Open();
         else InvokeAsync(() => { Open(); return true; }).GetAwaiter().GetResult();
         return listener;
+    }
+
+    /// <summary>
+    /// Active OPEN: connects to <paramref name="remote"/> from the stack's address and an ephemeral port. Completes with
+    /// the connection once the three-way handshake is done; fails with a <see cref="SocketException"/>
+    /// (<see cref="SocketError.ConnectionRefused"/> on RST, <see cref="SocketError.TimedOut"/> when no answer came in
+    /// time) or is cancelled (the attempt is then abandoned). Thread-safe; the loop must be running.
+    /// </summary>
+    public Task<TcpConnection> ConnectAsync(IPEndPoint remote, CancellationToken cancellationToken = default)
+    {
+        var result = new TaskCompletionSource<TcpConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var address = IpAddress.FromIPAddress(remote.Address);
+        Post(() =>
+        {
+            try
+            {
+                var tcb = _stack.Connect(address, (ushort)remote.Port);
+                _connecting.Add(tcb, result);
+                if (cancellationToken.CanBeCanceled)
+                {
+                    cancellationToken.Register(() => Post(() =>
+                    {
+                        if (_connecting.Remove(tcb, out var pending) && pending.TrySetCanceled(cancellationToken))
+                            tcb.Abort();
+                    }));
+                }
+            }
+            catch (Exception e)
+            {
+                result.TrySetException(e);
+            }
+        });
+        return result.Task;
     }
 
     public void Start()
@@ -173,6 +211,27 @@ public sealed class EventLoop : IDisposable
     {
         while (_stack.TryTakeEvents(out var tcb, out var events))
         {
+            if (tcb.Listener is null && _connecting.Remove(tcb, out var pending))
+            {
+                if (tcb.State != TcpState.Closed && (events & ConnectionEvents.Established) != 0)
+                {
+                    var connected = new TcpConnection(this, tcb);
+                    _connections.Add(tcb, connected);
+                    if (!pending.TrySetResult(connected))
+                        tcb.Abort();
+                }
+                else if (tcb.State == TcpState.Closed)
+                {
+                    pending.TrySetException(new SocketException((int)(tcb.CloseReason == CloseReason.Refused
+                        ? SocketError.ConnectionRefused
+                        : tcb.CloseReason == CloseReason.TimedOut ? SocketError.TimedOut : SocketError.ConnectionAborted)));
+                    continue;
+                }
+                else
+                {
+                    _connecting.Add(tcb, pending); // not yet: keep waiting
+                }
+            }
             if ((events & ConnectionEvents.Established) != 0 && tcb.Listener is { } endpoint
                 && _listeners.TryGetValue(endpoint, out var listener) && tcb.State != TcpState.Closed)
             {

@@ -68,6 +68,7 @@ public sealed partial class Tcb
             _stack.Counters.ConnectionsEstablished++;
             if (Listener is not null) Listener.HalfOpenCount--;
             FallBackToThreeSecondRto();
+            ArmKeepAlive();
             // Take the window from this segment (the WL1/WL2 test below would also accept it).
             SndWnd = (uint)seg.Window << _sndWndShift;
             _maxSndWnd = Math.Max(_maxSndWnd, SndWnd);
@@ -129,6 +130,7 @@ public sealed partial class Tcb
         {
             case TcpState.FinWait1 when FinAcked:
                 SetState(TcpState.FinWait2, "ACK of FIN");
+                StartFinWait2Timer();
                 break;
             case TcpState.Closing when FinAcked:
                 EnterTimeWait();

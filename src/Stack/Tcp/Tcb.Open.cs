@@ -109,6 +109,8 @@ public sealed partial class Tcb
             AcknowledgeCumulatively(ack, options);
             SetState(TcpState.Established, "SYN-ACK");
             _stack.Counters.ConnectionsEstablished++;
+            PeerHeardFrom();
+            ArmKeepAlive();
             FallBackToThreeSecondRto();
             StopLossTimers();
             _ackNow = true;

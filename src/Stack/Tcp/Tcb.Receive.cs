@@ -46,6 +46,11 @@ public sealed partial class Tcb
         }
         if (payload.IsEmpty)
             return (fin && seq == RcvNxt) || FinHeldAtRcvNxt();
+        if (_released && seq + payload.Length > RcvNxt)
+        {
+            DataAfterRelease();
+            return false;
+        }
 
         var start = seq;
         var end = seq + payload.Length;

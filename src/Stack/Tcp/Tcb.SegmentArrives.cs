@@ -126,6 +126,8 @@ public sealed partial class Tcb
             return DropReason.Unacceptable;
         }
 
+        PeerHeardFrom();
+
         // RFC 7323 §4.3 (3): remember the timestamp to echo.
         if (TimestampsEnabled && options.HasTimestamps)
             RememberTimestamp(seq, options.TimestampValue);

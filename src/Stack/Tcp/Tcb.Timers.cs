@@ -28,7 +28,8 @@ public sealed partial class Tcb
 
     internal long NextDeadline =>
         Math.Min(Math.Min(Math.Min(_rtoDeadline, _lossProbeDeadline), Math.Min(_reorderDeadline, _persistDeadline)),
-            Math.Min(Math.Min(_delayedAckDeadline, _timeWaitDeadline), _connectDeadline));
+            Math.Min(Math.Min(Math.Min(_delayedAckDeadline, _timeWaitDeadline), _connectDeadline),
+                Math.Min(_finWait2Deadline, _keepAliveDeadline)));
 
     /// <summary>The deadline of this connection's live entry in the stack's <see cref="TimerQueue"/>.</summary>
     internal long QueuedDeadline = Never;
@@ -129,6 +130,19 @@ public sealed partial class Tcb
             _stack.Tcp.Remove(this, CloseReason.Normal, "2MSL timeout");
             return;
         }
+        if (now >= _finWait2Deadline)
+        {
+            // The application released the connection and the peer never sent its FIN.
+            _finWait2Deadline = Never;
+            if (State == TcpState.FinWait2)
+            {
+                _stack.Tcp.SendReset(Tuple, SndNxt, default, TcpFlags.Rst);
+                GiveUp("FIN-WAIT-2 timeout");
+                return;
+            }
+        }
+        if (now >= _keepAliveDeadline)
+            KeepAliveTimeout();
         if (now >= _connectDeadline)
         {
             // An active open that found no answer in time (RFC 9293 §3.8.3 R2 for SYNs, MUST-23).

@@ -37,6 +37,7 @@ public sealed partial class Tcb
         _rto = new RtoEstimator(o.InitialRtoMicros, o.MinRtoMicros, o.MaxRtoMicros);
         LocalMss = (ushort)Math.Min(ushort.MaxValue, o.Mtu - Ipv4Packet.MinHeaderLength - TcpSegment.MinHeaderLength);
         NoDelay = o.NoDelay;
+        _keepAlive = o.KeepAlive;
     }
 
     public FourTuple Tuple { get; }

@@ -90,12 +90,21 @@ internal sealed class TcpLayer
         _stack.Counters.SegmentsReceived++;
 
         var tuple = new FourTuple(destination, seg.DestinationPort, source, seg.SourcePort);
-        if (_connections.TryGetValue(tuple, out var tcb) && IsNewSynForTimeWait(tcb, seg))
+        if (_connections.TryGetValue(tuple, out var tcb) && tcb.State == TcpState.TimeWait
+            && (seg.Flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst | TcpFlags.Fin)) == TcpFlags.Syn
+            && _listeners.TryGetValue(seg.DestinationPort, out var reopening) && tcb.AcceptsNewIncarnation(seg, options))
         {
-            // RFC 9293 §3.6.1 / RFC 6191: a new SYN whose sequence number is beyond the old connection's may
-            // reopen a connection in TIME-WAIT. Forget the old one and let the listener take the SYN.
+            // RFC 9293 §3.6.1 / RFC 6191: a new SYN beyond the old connection's sequence space (or with a newer
+            // timestamp) may reopen a connection in TIME-WAIT. The new ISN must lie beyond everything the old
+            // incarnation sent (MAY-2); if the listener cannot take the SYN, TIME-WAIT stays as it was.
+            if (reopening.HalfOpenCount >= reopening.Backlog)
+            {
+                reopening.SynsDropped++;
+                return DropReason.BacklogFull;
+            }
+            var oldSndNxt = tcb.SndNxt;
             Remove(tcb, CloseReason.Normal, "new SYN");
-            tcb = null;
+            return ListenSegmentArrives(reopening, tuple, seg, options, oldSndNxt);
         }
         if (tcb is not null)
         {
@@ -111,12 +120,6 @@ internal sealed class TcpLayer
             return ListenSegmentArrives(listener, tuple, seg, options);
         return ClosedSegmentArrives(tuple, seg, options);
     }
-
-    private bool IsNewSynForTimeWait(Tcb tcb, in TcpSegment seg) =>
-        tcb.State == TcpState.TimeWait
-        && (seg.Flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst | TcpFlags.Fin)) == TcpFlags.Syn
-        && new SeqNumber(seg.SequenceNumber) > tcb.RcvNxt
-        && _listeners.ContainsKey(seg.DestinationPort);
 
     /// <summary>RFC 9293 §3.10.7.1: no TCB and no listener — answer with a reset, never a reset to a reset.</summary>
     private DropReason ClosedSegmentArrives(in FourTuple tuple, in TcpSegment seg, in TcpOptions options)
@@ -139,7 +142,8 @@ internal sealed class TcpLayer
     }
 
     /// <summary>RFC 9293 §3.10.7.2: a segment for a port in LISTEN.</summary>
-    private DropReason ListenSegmentArrives(ListenEndpoint listener, in FourTuple tuple, in TcpSegment seg, in TcpOptions options)
+    private DropReason ListenSegmentArrives(ListenEndpoint listener, in FourTuple tuple, in TcpSegment seg, in TcpOptions options,
+        SeqNumber? previousSndNxt = null)
     {
         // First: an incoming RST is ignored.
         if (seg.Has(TcpFlags.Rst))
@@ -171,11 +175,25 @@ internal sealed class TcpLayer
         _connections.Add(tuple, tcb);
         listener.HalfOpenCount++;
         _stack.Counters.PassiveOpens++;
-        tcb.OpenFromSyn(seg, options, _isn.Next(tuple, _stack.Now), _isn.TimestampOffset(tuple));
+        var iss = _isn.Next(tuple, _stack.Now);
+        if (previousSndNxt is SeqNumber old && iss - old < MinimumIncarnationGap)
+            iss = old + MinimumIncarnationGap; // RFC 6191 §2: above the old incarnation's sequence space
+        tcb.OpenFromSyn(seg, options, iss, _isn.TimestampOffset(tuple));
         if (_stack.Tracer is not null)
             tcb.Trace(TraceDirection.In, new SeqNumber(seg.SequenceNumber), default, seg.Flags, seg.Window,
                 seg.Payload.Length, options, TcpState.Listen);
         return DropReason.None;
+    }
+
+    /// <summary>How far above a TIME-WAIT incarnation's SND.NXT a reopened connection's ISN starts, at least.</summary>
+    private const int MinimumIncarnationGap = 65536;
+
+    /// <summary>An ICMP error about a segment of ours (destination unreachable, time exceeded).</summary>
+    public DropReason IcmpErrorArrives(in FourTuple tuple, byte type, byte code, ushort nextHopMtu, uint sequence)
+    {
+        if (!_connections.TryGetValue(tuple, out var tcb))
+            return DropReason.IcmpNoConnection;
+        return tcb.IcmpErrorArrives(type, code, nextHopMtu, new SeqNumber(sequence));
     }
 
     private void TraceNoConnection(in FourTuple tuple, in TcpSegment seg, in TcpOptions options, TcpState state, DropReason drop) =>
@@ -232,7 +250,7 @@ internal sealed class TcpLayer
     public void ScheduleTimer(Tcb tcb, long deadline) => _timers.Schedule(tcb, deadline);
 
     /// <summary>Fires every timer that is due at <see cref="NetStack.Now"/>.</summary>
-    public void RunTimers() => _timers.RunDue(_stack.Now);
+    public void RunTimers() => _timers.RunDue(_stack.Now, this);
 
     /// <summary>Lets every connection that asked for it send what it can.</summary>
     public void FlushOutput()
@@ -241,8 +259,48 @@ internal sealed class TcpLayer
         {
             (_outputQueue, _outputDraining) = (_outputDraining, _outputQueue);
             foreach (var tcb in _outputDraining)
-                tcb.Output();
+            {
+                try
+                {
+                    tcb.Output();
+                }
+                catch (Exception e)
+                {
+                    Fail(tcb, e);
+                }
+            }
             _outputDraining.Clear();
+        }
+    }
+
+    /// <summary>Runs one connection's timers; a bug there costs that connection, never the stack.</summary>
+    public void FireTimer(Tcb tcb)
+    {
+        try
+        {
+            tcb.OnTimer();
+        }
+        catch (Exception e)
+        {
+            Fail(tcb, e);
+        }
+    }
+
+    /// <summary>
+    /// An exception escaped a connection's timer or output processing (a bug). Count it, keep it for diagnosis and
+    /// abort that connection with a RST, so the rest of the stack and the event loop keep running.
+    /// </summary>
+    private void Fail(Tcb tcb, Exception e)
+    {
+        _stack.Counters.LastInternalError = e;
+        _stack.Counters.InternalErrors++;
+        try
+        {
+            tcb.Abort();
+        }
+        catch (Exception)
+        {
+            Remove(tcb, CloseReason.Aborted, "internal error");
         }
     }
 }

@@ -25,7 +25,7 @@ internal sealed class TimerQueue
     }
 
     /// <summary>Fires every connection whose timer is due at <paramref name="now"/>.</summary>
-    public void RunDue(long now)
+    public void RunDue(long now, TcpLayer layer)
     {
         while (_heap.TryPeek(out var tcb, out long deadline) && deadline <= now)
         {
@@ -36,7 +36,7 @@ internal sealed class TimerQueue
             if (tcb.State == TcpState.Closed)
                 continue;
             if (tcb.NextDeadline <= now)
-                tcb.OnTimer();
+                layer.FireTimer(tcb);
             if (tcb.State != TcpState.Closed && tcb.NextDeadline != Tcb.Never)
                 Schedule(tcb, tcb.NextDeadline);
         }

@@ -36,4 +36,8 @@ public enum DropReason
     InternalError,
     /// <summary>A segment with a timestamp older than the connection's latest (RFC 7323 §5, PAWS): an old duplicate.</summary>
     PawsRejected,
+    /// <summary>An ICMP error about a TCP segment that belongs to no connection of ours.</summary>
+    IcmpNoConnection,
+    /// <summary>An ICMP error quoting a sequence number that is not in flight: possibly forged (RFC 5927 §4.1).</summary>
+    IcmpOutOfWindow,
 }

@@ -37,6 +37,39 @@ public readonly ref struct IcmpV4Packet
 
     public bool IsEchoRequest => Type == TypeEchoRequest && Code == 0;
 
+    public const byte CodeProtocolUnreachable = 2;
+    public const byte CodePortUnreachable = 3;
+    public const byte CodeFragmentationNeeded = 4;
+
+    /// <summary>Destination unreachable, code 4: the MTU of the next hop (RFC 1191 §4), or 0 from an old router.</summary>
+    public ushort NextHopMtu => BinaryPrimitives.ReadUInt16BigEndian(_message[SequenceOffset..]);
+
+    /// <summary>
+    /// An error message (destination unreachable, time exceeded) quotes the IP header and at least 8 bytes of the
+    /// datagram that caused it (RFC 792). For a quoted TCP segment, reads its addresses, ports and sequence number;
+    /// false when the quote is not a well-formed IPv4 header followed by 8 bytes of TCP.
+    /// </summary>
+    public bool TryGetQuotedTcp(out IpAddress source, out IpAddress destination, out ushort sourcePort,
+        out ushort destinationPort, out uint sequence)
+    {
+        source = destination = default;
+        sourcePort = destinationPort = 0;
+        sequence = 0;
+        var quote = Payload;
+        if (quote.Length < Ipv4Packet.MinHeaderLength || quote[0] >> 4 != 4)
+            return false;
+        int headerLength = (quote[0] & 0x0F) * 4;
+        if (headerLength < Ipv4Packet.MinHeaderLength || quote.Length < headerLength + 8 || quote[9] != IpProtocol.Tcp)
+            return false;
+        source = IpAddress.FromV4(quote.Slice(12, 4));
+        destination = IpAddress.FromV4(quote.Slice(16, 4));
+        var tcp = quote[headerLength..];
+        sourcePort = BinaryPrimitives.ReadUInt16BigEndian(tcp);
+        destinationPort = BinaryPrimitives.ReadUInt16BigEndian(tcp[2..]);
+        sequence = BinaryPrimitives.ReadUInt32BigEndian(tcp[4..]);
+        return true;
+    }
+
     /// <summary>
     /// Validates <paramref name="buffer"/> (the IPv4 payload, exactly) as an ICMP message: at least 8 bytes and a
     /// checksum over the whole message that verifies (RFC 792: the one's complement sum including the checksum is 0).

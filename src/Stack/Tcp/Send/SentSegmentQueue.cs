@@ -49,6 +49,51 @@ internal sealed class SentSegmentQueue
         return lo;
     }
 
+    /// <summary>
+    /// Splits every record whose payload is longer than <paramref name="maxPayload"/> into records of at most that size
+    /// (after the path MTU shrank); the pieces keep the flags, and the FIN stays on the last piece. Returns true when
+    /// anything was split.
+    /// </summary>
+    public bool SplitLargerThan(int maxPayload)
+    {
+        int pieces = 0;
+        for (int i = 0; i < _count; i++)
+            pieces += Math.Max(1, (this[i].PayloadLength + maxPayload - 1) / maxPayload);
+        if (pieces == _count)
+            return false;
+        int capacity = 16;
+        while (capacity < pieces) capacity *= 2;
+        var split = new SentSegment[capacity];
+        int n = 0;
+        for (int i = 0; i < _count; i++)
+        {
+            var s = this[i];
+            int payload = s.PayloadLength;
+            if (payload <= maxPayload)
+            {
+                split[n++] = s;
+                continue;
+            }
+            bool fin = s.Is(SentFlags.Fin);
+            for (int offset = 0; offset < payload; offset += maxPayload)
+            {
+                int length = Math.Min(maxPayload, payload - offset);
+                bool last = offset + length == payload;
+                split[n++] = new SentSegment
+                {
+                    Start = s.Start + offset,
+                    Length = length + (last && fin ? 1 : 0),
+                    TransmitTime = s.TransmitTime,
+                    Flags = last ? s.Flags : s.Flags & ~SentFlags.Fin,
+                };
+            }
+        }
+        _items = split;
+        _head = 0;
+        _count = n;
+        return true;
+    }
+
     /// <summary>Forgets every record and gives the storage back.</summary>
     public void Clear()
     {
