@@ -22,6 +22,12 @@ Usage:
       tun0 as 198.18.0.2 in the foreground. Ctrl-C stops it and removes tun0 and the namespace.
       Then, from another terminal:  sudo ip netns exec tunstack curl http://198.18.0.2/
 
+  sudo ./run-linux.sh fetch [tunstack fetch options...] [URL]
+      The client side: create namespace "tunstack" with tun0, start a kernel HTTP server there
+      (python3 -m http.server on 198.18.0.1:8000 serving hello.txt and a 10 MiB file.bin), and run
+      "tunstack fetch" through the stack's own active open (SYN-SENT). Without arguments it fetches
+      hello.txt with --trace. Everything it started is removed when it exits.
+
   ./run-linux.sh test
       Build TunStack.sln (Release) and run every test project. As root it first installs missing Debian
       packages the tests use and runs the integration tests (real TUN device, kernel as peer); without root
@@ -86,7 +92,8 @@ cleanup_namespace() {
     fi
 }
 
-cmd_run() {
+# Everything the run and fetch commands need, or a list of what is missing.
+check_run_requirements() {
     local -a missing=()
     local dotnet=""
     is_root || missing+=("root (namespaces and TUN devices need it): run  sudo ./run-linux.sh")
@@ -99,7 +106,11 @@ cmd_run() {
         printf '  - %s\n' "${missing[@]}" >&2
         exit 1
     fi
+    DOTNET=$dotnet
+}
 
+# Refuses a namespace $NS that another run still uses; removes one left over from a run that did not clean up.
+ensure_namespace_free() {
     if namespace_exists; then
         local pids
         pids=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ' || true)
@@ -109,30 +120,81 @@ cmd_run() {
         say "Namespace $NS is left over from an earlier run that did not clean up: removing it."
         cleanup_namespace
     fi
+}
 
-    say "Building src/TunHost (Release)..."
-    as_invoker "$dotnet" build -c Release src/TunHost --nologo -v quiet
-    local dll
-    dll=$(find "$ROOT/src/TunHost/bin/Release" -name tunstack.dll -print -quit 2>/dev/null || true)
-    [[ -n $dll ]] || die "build finished but src/TunHost/bin/Release/*/tunstack.dll is missing"
-
-    trap cleanup_namespace EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-
+# A fresh namespace $NS with tun0 made beforehand (so tunstack attaches to it) and its kernel side configured.
+make_namespace() {
+    ensure_namespace_free
     ip netns add "$NS"
     ip -n "$NS" link set lo up
     ip -n "$NS" tuntap add dev "$DEV" mode tun
     ip -n "$NS" addr add "$PEER_CIDR" dev "$DEV"
-    local mtu="" arg previous=""
+    [[ -z ${1:-} ]] || ip -n "$NS" link set "$DEV" mtu "$1"
+    ip -n "$NS" link set "$DEV" up
+}
+
+build_host() {
+    say "Building src/TunHost (Release)..."
+    as_invoker "$DOTNET" build -c Release src/TunHost --nologo -v quiet
+    HOST_DLL=$(find "$ROOT/src/TunHost/bin/Release" -name tunstack.dll -print -quit 2>/dev/null || true)
+    [[ -n $HOST_DLL ]] || die "build finished but src/TunHost/bin/Release/*/tunstack.dll is missing"
+}
+
+# The value of --mtu among tunstack's arguments, if any.
+mtu_argument() {
+    local arg previous="" mtu=""
     for arg in "$@"; do
         [[ $previous == --mtu ]] && mtu=$arg
         [[ $arg == --mtu=* ]] && mtu=${arg#--mtu=}
         previous=$arg
     done
-    # The kernel's side of the link gets the same MTU as the stack.
-    [[ -z $mtu ]] || ip -n "$NS" link set "$DEV" mtu "$mtu"
-    ip -n "$NS" link set "$DEV" up
+    say "$mtu"
+}
+
+cmd_fetch() {
+    check_run_requirements
+    ensure_namespace_free
+    command -v python3 >/dev/null 2>&1 || die "python3 is needed for the kernel HTTP server: apt-get install python3"
+    build_host
+    local www server_pid=""
+    www=$(mktemp -d /tmp/tunstack-www.XXXXXX)
+    cleanup_fetch() {
+        [[ -z $server_pid ]] || kill "$server_pid" 2>/dev/null || true
+        rm -rf "$www"
+        cleanup_namespace
+    }
+    trap cleanup_fetch EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    printf 'hello from the kernel'"'"'s HTTP server\n' >"$www/hello.txt"
+    head -c 10485760 /dev/urandom >"$www/file.bin"
+    make_namespace "$(mtu_argument "$@")"
+    ip netns exec "$NS" python3 -m http.server -b "${PEER_CIDR%/*}" 8000 --directory "$www" >/dev/null 2>&1 &
+    server_pid=$!
+    local i
+    for i in $(seq 1 100); do
+        ip netns exec "$NS" curl -s -o /dev/null -m 1 "http://${PEER_CIDR%/*}:8000/" && break
+        sleep 0.1
+    done
+    (($# > 0)) || set -- --trace "http://${PEER_CIDR%/*}:8000/hello.txt"
+    say "Kernel HTTP server on ${PEER_CIDR%/*}:8000 in namespace $NS (hello.txt, file.bin: 10 MiB, sha256 $(sha256sum "$www/file.bin" | cut -c1-16)...)."
+    say "Running: tunstack fetch $*"
+    local status=0
+    ip netns exec "$NS" "$DOTNET" "$HOST_DLL" fetch --tun "$DEV" --address "$STACK_ADDR" "$@" || status=$?
+    exit "$status"
+}
+
+cmd_run() {
+    check_run_requirements
+    ensure_namespace_free
+
+    build_host
+
+    trap cleanup_namespace EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+
+    make_namespace "$(mtu_argument "$@")"
 
     cat <<EOF
 
@@ -145,7 +207,7 @@ Ctrl-C stops tunstack and removes $DEV and the namespace.
 
 EOF
     local status=0
-    ip netns exec "$NS" "$dotnet" "$dll" --tun "$DEV" --address "$STACK_ADDR" "$@" || status=$?
+    ip netns exec "$NS" "$DOTNET" "$HOST_DLL" --tun "$DEV" --address "$STACK_ADDR" "$@" || status=$?
     exit "$status"
 }
 
@@ -269,6 +331,10 @@ case "${1:-}" in
     bench)
         shift
         cmd_bench "$@"
+        ;;
+    fetch)
+        shift
+        cmd_fetch "$@"
         ;;
     *)
         cmd_run "$@"

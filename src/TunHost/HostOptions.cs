@@ -6,4 +6,5 @@ public sealed record HostOptions(
     string Address,
     int Mtu,
     bool Trace,
-    int MslMilliseconds);
+    int MslMilliseconds,
+    int FinTimeoutMilliseconds = 60_000);

@@ -31,6 +31,13 @@ var msl = new Option<int>("--msl")
     DefaultValueFactory = _ => 30_000,
 };
 
+var finTimeout = new Option<int>("--fin-timeout")
+{
+    HelpName = "ms",
+    Description = "How long a connection we closed waits in FIN-WAIT-2 for the peer's FIN before it is dropped",
+    DefaultValueFactory = _ => 60_000,
+};
+
 var root = new RootCommand(
     """
     tunstack: a user-space TCP/IP stack in C#, serving HTTP (port 80), echo (7) and discard (9) over a Linux TUN device.
@@ -44,13 +51,16 @@ var root = new RootCommand(
                                               ip addr add 198.18.0.1/24 dev tun0; ip link set tun0 up)
     """)
 {
-    tun, address, mtu, trace, msl,
+    tun, address, mtu, trace, msl, finTimeout,
 };
+
+root.Subcommands.Add(FetchCommand.Create());
 
 root.SetAction(async (parse, cancellationToken) =>
 {
     var options = new HostOptions(
-        parse.GetValue(tun)!, parse.GetValue(address)!, parse.GetValue(mtu), parse.GetValue(trace), parse.GetValue(msl));
+        parse.GetValue(tun)!, parse.GetValue(address)!, parse.GetValue(mtu), parse.GetValue(trace), parse.GetValue(msl),
+        parse.GetValue(finTimeout));
     if (options.Mtu is < 576 or > 65535)
     {
         Console.Error.WriteLine("tunstack: --mtu must be between 576 and 65535");

@@ -30,6 +30,7 @@ public sealed class StackHost
             Address = address,
             Mtu = _options.Mtu,
             MslMicros = _options.MslMilliseconds * 1000L,
+            FinWait2TimeoutMicros = _options.FinTimeoutMilliseconds * 1000L,
         }, _options.Trace ? new TextTracer(_console) : null);
 
         using var loop = new EventLoop(stack, device);

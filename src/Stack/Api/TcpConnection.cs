@@ -23,6 +23,7 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     private long _delivered;          // bytes written into the input pipe (loop thread)
     private bool _disposed;           // the application disposed the connection (loop thread)
     private bool _released;
+    private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     // Loop-thread state.
     private bool _inboundPaused;
@@ -56,6 +57,14 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
 
     public ConnectionInfo Info { get; }
     public PipeReader Input => _input;
+
+    /// <summary>The connection's state as the event loop last saw it (for display; it changes on the loop's thread).</summary>
+    public TcpState State => Tcb.State;
+
+    /// <summary>
+    /// Completes when the connection is over for this host: closed, or in TIME-WAIT (which needs no application).
+    /// </summary>
+    public Task Finished => _finished.Task;
 
     /// <summary>Turns Nagle's algorithm off (true) or on for this connection (RFC 9293 §3.7.4).</summary>
     public bool NoDelay
@@ -100,6 +109,13 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     {
         PumpInbound();
         PumpOutbound();
+    }
+
+    /// <summary>Loop thread: completes <see cref="Finished"/> once the TCB is closed or in TIME-WAIT.</summary>
+    internal void CheckFinished()
+    {
+        if (Tcb.State is TcpState.Closed or TcpState.TimeWait)
+            _finished.TrySetResult();
     }
 
     /// <summary>

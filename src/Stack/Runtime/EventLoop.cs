@@ -166,6 +166,7 @@ public sealed class EventLoop : IDisposable
         while (_signaled.TryDequeue(out var connection))
         {
             connection.OnLoopSignal();
+            connection.CheckFinished();
             if (connection.IsFinished)
                 _connections.Remove(connection.Tcb);
         }
@@ -243,6 +244,7 @@ public sealed class EventLoop : IDisposable
                 continue;
             connection.PumpInbound();
             connection.PumpOutbound();
+            connection.CheckFinished();
             if (connection.IsFinished)
                 _connections.Remove(tcb);
         }

@@ -111,6 +111,7 @@ public sealed partial class Tcb
             return;
         }
         SetState(TcpState.TimeWait, "FIN");
+        Raise(ConnectionEvents.Writable); // nothing more to send: let the application side see the connection is done
         _sendBuffer.Release();    // everything we sent, FIN included, is acknowledged
         _sent.Clear();
         if (ReceiveRingIdle)
