@@ -22,7 +22,7 @@ public sealed class NetStack
         Tracer = tracer;
         Transmit = new TransmitQueue(Math.Max(options.Mtu, 576));
         byte[] secret = options.IsnSecret ?? RandomNumberGenerator.GetBytes(16);
-        Tcp = new TcpLayer(this, new IsnGenerator(secret));
+        Tcp = new TcpLayer(this, new IsnGenerator(secret), new Tcp.Listen.SynCookies(secret));
     }
 
     public NetStackOptions Options { get; }
@@ -41,8 +41,25 @@ public sealed class NetStack
 
     public Tcb? FindConnection(in FourTuple tuple) => Tcp.Find(tuple);
 
-    /// <summary>Passive OPEN on <paramref name="port"/> (RFC 9293 §3.10.1).</summary>
-    public ListenEndpoint Listen(ushort port, int? backlog = null) => Tcp.Listen(port, backlog ?? Options.Backlog);
+    /// <summary>True while <paramref name="tuple"/> is in TIME-WAIT (a record, no longer a <see cref="Tcb"/>).</summary>
+    public bool IsInTimeWait(in FourTuple tuple) => Tcp.IsInTimeWait(tuple);
+
+    /// <summary>Connections in TIME-WAIT.</summary>
+    public int TimeWaitCount => Tcp.TimeWaitCount;
+
+    /// <summary>
+    /// Passive OPEN on <paramref name="port"/> (RFC 9293 §3.10.1). <paramref name="backlog"/> bounds the accept queue
+    /// (established connections not yet accepted, see <see cref="Accepted"/>); <paramref name="halfOpenLimit"/> the
+    /// connections in SYN-RECEIVED, beyond which SYN cookies answer.
+    /// </summary>
+    public ListenEndpoint Listen(ushort port, int? backlog = null, int? halfOpenLimit = null) =>
+        Tcp.Listen(port, backlog ?? Options.Backlog, halfOpenLimit ?? Options.HalfOpenLimit);
+
+    /// <summary>The application accepted <paramref name="connection"/>: it leaves its listener's accept queue.</summary>
+    public void Accepted(Tcb connection) => Tcp.Accepted(connection);
+
+    /// <summary>Pooled memory the connections' send and receive buffers hold now.</summary>
+    public BufferBudget Buffers { get; } = new();
 
     /// <summary>
     /// Active OPEN (RFC 9293 §3.10.1): connects to <paramref name="remote"/>:<paramref name="port"/> from our address and
@@ -86,7 +103,8 @@ public sealed class NetStack
 
     /// <summary>Drops decided by the TCP state machine already appear in the trace as the segment's own line.</summary>
     private static bool IsTracedAsSegment(DropReason reason) =>
-        reason is DropReason.NoListener or DropReason.Unacceptable or DropReason.BacklogFull or DropReason.Stale;
+        reason is DropReason.NoListener or DropReason.Unacceptable or DropReason.BacklogFull or DropReason.Stale
+            or DropReason.AcceptQueueFull or DropReason.ConnectionLimit or DropReason.MemoryLimit or DropReason.PawsRejected;
 
     private DropReason ReceiveIp(ReadOnlySpan<byte> packet)
     {

@@ -59,8 +59,29 @@ public sealed class NetStackOptions
     /// <summary>Retransmissions of a SYN-ACK before the embryonic connection is dropped.</summary>
     public int MaxSynAckRetransmissions { get; init; } = 5;
 
-    /// <summary>Connections in SYN-RECEIVED per listener before further SYNs are dropped.</summary>
-    public int Backlog { get; init; } = 256;
+    /// <summary>
+    /// The accept queue of each listener (listen(2)'s backlog): established connections the application has not
+    /// accepted yet. When it is full, new SYNs are dropped.
+    /// </summary>
+    public int Backlog { get; init; } = 4096;
+
+    /// <summary>Connections in SYN-RECEIVED per listener (Linux: tcp_max_syn_backlog); beyond it SYN cookies answer.</summary>
+    public int HalfOpenLimit { get; init; } = 256;
+
+    /// <summary>Answer SYNs with cookies when the half-open queue is full (RFC 4987 §3.6); off: drop them.</summary>
+    public bool SynCookies { get; init; } = true;
+
+    /// <summary>Challenge ACKs (RFC 5961) a connection sends per second at most (§7); the rest are suppressed and counted.</summary>
+    public int ChallengeAckLimit { get; init; } = 10;
+
+    /// <summary>Connections the stack holds at most (TIME-WAIT records not counted; see <see cref="MaxTimeWait"/>).</summary>
+    public int MaxConnections { get; init; } = 65536;
+
+    /// <summary>
+    /// Memory the connections' buffers may hold together (like Linux's tcp_mem). A new connection is admitted only
+    /// while its two buffers would still fit; buffers of idle connections are given back, so this bounds busy ones.
+    /// </summary>
+    public long BufferMemoryLimit { get; init; } = 256L * 1024 * 1024;
 
     /// <summary>
     /// Connections allowed in TIME-WAIT at once; beyond this a closing connection is deleted at once instead

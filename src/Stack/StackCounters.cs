@@ -48,6 +48,13 @@ public sealed class StackCounters
     /// <summary>Connections reset because the application closed them with received data unread (RFC 2525 §2.17).</summary>
     public long ResetsOnUnreadData;
     public long KeepAlivesSent;
+    public long ChallengeAcksSent;
+    public long ChallengeAcksSuppressed;
+    public long OutOfWindowAcksSuppressed;
+    public long SynCookiesSent;
+    public long SynCookiesAccepted;
+    public long ConnectionLimitReached;
+    public long MemoryLimitReached;
 
     /// <summary>The latest exception caught on the packet path (a bug), or null.</summary>
     public Exception? LastInternalError { get; internal set; }

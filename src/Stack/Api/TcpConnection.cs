@@ -102,7 +102,7 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     }
 
     /// <summary>Loop thread: true once both directions are finished and the loop can forget the connection.</summary>
-    internal bool IsFinished => _inboundDone && _outboundDone && Tcb.State == TcpState.Closed;
+    internal bool IsFinished => _inboundDone && _outboundDone && Tcb.State is TcpState.Closed or TcpState.TimeWait;
 
     /// <summary>Loop thread: a pipe continuation fired (the application read or wrote).</summary>
     internal void OnLoopSignal()
@@ -126,7 +126,7 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     {
         if (!_disposed || _released || !_outboundDone) return;
         _released = true;
-        if (Tcb.State == TcpState.Closed) return;
+        if (Tcb.State is TcpState.Closed or TcpState.TimeWait) return;
         bool unread = Tcb.BytesAvailable > 0 || _input.Consumed < _delivered;
         Tcb.Release(unread);
     }

@@ -18,6 +18,8 @@ public enum TraceNote : byte
     WindowProbe = 4,
     /// <summary>Out: a keep-alive (RFC 9293 §3.8.4).</summary>
     KeepAlive = 64,
+    /// <summary>A SYN answered with a cookie instead of a TCB, or the ACK that returned one (RFC 4987).</summary>
+    SynCookie = 128,
     /// <summary>In: a duplicate ACK (RFC 5681 §2).</summary>
     DuplicateAck = 8,
     /// <summary>In: data beyond a gap, held for reassembly.</summary>

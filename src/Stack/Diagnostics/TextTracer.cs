@@ -87,6 +87,7 @@ public sealed class TextTracer : IStackTracer
         if ((note & TraceNote.LossProbe) != 0) sb.Append("  loss-probe");
         if ((note & TraceNote.WindowProbe) != 0) sb.Append("  window-probe");
         if ((note & TraceNote.KeepAlive) != 0) sb.Append("  keep-alive");
+        if ((note & TraceNote.SynCookie) != 0) sb.Append("  syn-cookie");
         if ((note & TraceNote.DuplicateAck) != 0) sb.Append("  dup-ack");
         if ((note & TraceNote.OutOfOrder) != 0) sb.Append("  out-of-order");
         if ((note & TraceNote.Duplicate) != 0) sb.Append("  duplicate");

@@ -54,7 +54,7 @@ public sealed class EventLoop : IDisposable
     /// <summary>Opens a listening port. Thread-safe; before <see cref="Start"/> it takes effect at once.</summary>
     public TcpListener Listen(ushort port, int? backlog = null)
     {
-        var listener = new TcpListener(port);
+        var listener = new TcpListener(port, connection => Post(() => _stack.Accepted(connection.Tcb)));
         void Open()
         {
             var endpoint = _stack.Listen(port, backlog);

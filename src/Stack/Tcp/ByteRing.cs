@@ -12,11 +12,16 @@ namespace TunStack.Tcp;
 internal sealed class ByteRing
 {
     private readonly int _capacity;
+    private readonly BufferBudget? _budget;
     private byte[] _buffer = [];
     private int _head;   // index of the oldest byte
     private int _count;
 
-    public ByteRing(int capacity) => _capacity = capacity;
+    public ByteRing(int capacity, BufferBudget? budget = null)
+    {
+        _capacity = capacity;
+        _budget = budget;
+    }
 
     public int Capacity => _capacity;
     public int Count => _count;
@@ -27,9 +32,16 @@ internal sealed class ByteRing
     public void Release()
     {
         if (_count != 0 || _buffer.Length == 0) return;
+        _budget?.Returned(_buffer.Length);
         ArrayPool<byte>.Shared.Return(_buffer);
         _buffer = [];
         _head = 0;
+    }
+
+    private void Rent()
+    {
+        _buffer = ArrayPool<byte>.Shared.Rent(_capacity);
+        _budget?.Rented(_buffer.Length);
     }
 
     /// <summary>Drops all content and returns the storage.</summary>
@@ -44,7 +56,7 @@ internal sealed class ByteRing
     {
         int n = Math.Min(data.Length, Free);
         if (n == 0) return 0;
-        if (_buffer.Length == 0) _buffer = ArrayPool<byte>.Shared.Rent(_capacity);
+        if (_buffer.Length == 0) Rent();
         int tail = (_head + _count) % _capacity;
         int first = Math.Min(n, _capacity - tail);
         data[..first].CopyTo(_buffer.AsSpan(tail));
@@ -62,7 +74,7 @@ internal sealed class ByteRing
         if (offset < 0 || offset + data.Length > Free)
             throw new ArgumentOutOfRangeException(nameof(offset));
         if (data.IsEmpty) return;
-        if (_buffer.Length == 0) _buffer = ArrayPool<byte>.Shared.Rent(_capacity);
+        if (_buffer.Length == 0) Rent();
         int start = (_head + _count + offset) % _capacity;
         int first = Math.Min(data.Length, _capacity - start);
         data[..first].CopyTo(_buffer.AsSpan(start));

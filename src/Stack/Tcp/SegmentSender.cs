@@ -15,7 +15,8 @@ internal sealed class SegmentSender
     public SegmentSender(NetStack stack) => _stack = stack;
 
     public void Send(Tcb? tcb, in FourTuple tuple, SeqNumber seq, SeqNumber ack, TcpFlags flags, ushort window,
-        in TcpOptions options, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> payloadContinued, TraceNote note = TraceNote.None)
+        in TcpOptions options, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> payloadContinued, TraceNote note = TraceNote.None,
+        in DetachedTrace detached = default)
     {
         var transmit = _stack.Transmit;
         byte[] buffer = transmit.Rent();
@@ -41,6 +42,6 @@ internal sealed class SegmentSender
             tcb.Trace(TraceDirection.Out, seq, ack, flags, window, payloadLength, options, tcb.State, DropReason.None, note);
         else
             _stack.Tcp.TraceWithoutConnection(TraceDirection.Out, tuple, seq.Value, ack.Value, flags, window, payloadLength,
-                options, TcpState.Closed);
+                options, detached);
     }
 }

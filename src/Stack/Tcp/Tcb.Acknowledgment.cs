@@ -64,9 +64,20 @@ public sealed partial class Tcb
                 _stack.Tcp.SendReset(Tuple, ack, default, TcpFlags.Rst);
                 return DropReason.Unacceptable;
             }
+            if (Listener is not null && !IsActiveOpen)
+            {
+                if (Listener.AcceptQueueFull)
+                {
+                    // RFC 9293 leaves this to the implementation; like Linux, ignore the ACK and stay in SYN-RECEIVED:
+                    // the SYN-ACK is retransmitted and the peer's next ACK may find room.
+                    return DropReason.AcceptQueueFull;
+                }
+                Listener.HalfOpenCount--;
+                Listener.AcceptQueueLength++;
+                _inAcceptQueue = true;
+            }
             SetState(TcpState.Established, "ACK");
             _stack.Counters.ConnectionsEstablished++;
-            if (Listener is not null) Listener.HalfOpenCount--;
             FallBackToThreeSecondRto();
             ArmKeepAlive();
             // Take the window from this segment (the WL1/WL2 test below would also accept it).
@@ -80,13 +91,14 @@ public sealed partial class Tcb
         if (ack > SndNxt)
         {
             // "If the ACK acks something not yet sent (SEG.ACK > SND.NXT), then send an ACK, drop the segment."
-            _ackNow = true;
+            // (RFC 5961 §5.2 makes it a challenge ACK, rate-limited like the others.)
+            SendChallengeAck();
             return DropReason.Unacceptable;
         }
         if (ack < SndUna - (int)Math.Min(_maxSndWnd, int.MaxValue))
         {
             // RFC 5961 §5.2: older than any window the peer could have seen — not a real ACK. ACK and drop.
-            _ackNow = true;
+            SendChallengeAck();
             return DropReason.Unacceptable;
         }
 
@@ -161,6 +173,7 @@ public sealed partial class Tcb
         int dataAcked = Math.Clamp(ack - _sndBufSeq, 0, _sendBuffer.Count);
         _sendBuffer.Discard(dataAcked);
         _sndBufSeq += dataAcked;
+        _sendBuffer.Release(); // when everything is acknowledged and nothing waits, the memory goes back to the pool
 
         long delivered = 0;
         long oldestFreshTransmit = -1;

@@ -46,7 +46,7 @@ public sealed partial class Tcb
     /// </summary>
     public void Release(bool unreadData = false)
     {
-        if (_released || State == TcpState.Closed) return;
+        if (_released || State is TcpState.Closed or TcpState.TimeWait) return;
         _released = true;
         if (unreadData || _receiveBuffer.Count > 0 || _reassembler is { IsEmpty: false })
         {
@@ -123,17 +123,6 @@ public sealed partial class Tcb
         long next = Now + _stack.Options.KeepAliveIntervalMicros;
         _keepAliveDeadline = next;
         _stack.Tcp.ScheduleTimer(this, next);
-    }
-
-    /// <summary>
-    /// RFC 6191 §2: a SYN may reopen this TIME-WAIT connection when its sequence number is beyond the old incarnation's
-    /// RCV.NXT, or, with timestamps, when its timestamp is newer than the last one seen.
-    /// </summary>
-    internal bool AcceptsNewIncarnation(in TcpSegment syn, in TcpOptions options)
-    {
-        if (TimestampsEnabled && options.HasTimestamps)
-            return unchecked((int)(options.TimestampValue - _tsRecent)) > 0;
-        return new SeqNumber(syn.SequenceNumber) > RcvNxt;
     }
 
     /// <summary>

@@ -37,6 +37,57 @@ public sealed partial class Tcb
         RequestOutput();
     }
 
+    /// <summary>
+    /// An ACK returned a valid SYN cookie (RFC 4987 §3.6): rebuild the connection as it would stand after our SYN-ACK —
+    /// in SYN-RECEIVED with the options the cookie carried — and let the ACK itself establish it.
+    /// </summary>
+    internal void OpenFromCookie(in TcpSegment ack, in TcpOptions options, SeqNumber iss, SeqNumber peerIsn, ushort mss,
+        byte? peerWindowScale, bool sack, bool timestamps, ushort synAckWindow, uint timestampOffset)
+    {
+        var o = _stack.Options;
+        Irs = peerIsn;
+        RcvNxt = peerIsn + 1;
+        Iss = iss;
+        SndUna = iss;
+        SndNxt = iss + 1;
+        _sndBufSeq = iss + 1;
+        _timestampOffset = timestampOffset;
+        PeerMss = mss;
+        SendMss = Math.Max(MinimumMss, Math.Min((int)mss, LocalMss));
+        if (peerWindowScale is byte shift)
+        {
+            _windowScaling = true;
+            _sndWndShift = Math.Min(shift, MaxWindowShift);
+            _rcvWndShift = o.WindowScale ?? ShiftFor(o.ReceiveBufferSize);
+        }
+        SackEnabled = sack && o.Sack;
+        if (timestamps)
+        {
+            TimestampsEnabled = true;
+            _tsRecent = options.TimestampValue;
+            _tsRecentTime = Now;
+        }
+        _rcvAdvertisedEdge = RcvNxt + synAckWindow;
+        _lastAckSent = RcvNxt;
+        SndWnd = (uint)ack.Window << _sndWndShift;
+        _maxSndWnd = SndWnd;
+        _sndWl1 = RcvNxt;
+        _sndWl2 = iss + 1;
+        InitCongestionControl();
+        Listener!.HalfOpenCount++;
+        SetState(TcpState.SynReceived, "SYN cookie");
+    }
+
+    /// <summary>Counted in the listener's accept queue until the application accepts the connection.</summary>
+    private bool _inAcceptQueue;
+
+    internal void LeaveAcceptQueue()
+    {
+        if (!_inAcceptQueue) return;
+        _inAcceptQueue = false;
+        Listener!.AcceptQueueLength--;
+    }
+
     /// <summary>Takes what the peer's SYN offered: MSS (§3.7.1), window scale (RFC 7323 §2), SACK (RFC 2018), timestamps (RFC 7323 §3).</summary>
     private void NegotiateOptions(in TcpOptions peer)
     {
@@ -104,7 +155,7 @@ public sealed partial class Tcb
         // RFC 7323 §5.3 R1 (PAWS): a segment whose timestamp is older than TS.Recent is an old duplicate.
         if (TimestampsEnabled && options.HasTimestamps && (flags & TcpFlags.Rst) == 0 && IsOldTimestamp(options.TimestampValue))
         {
-            _ackNow = true;
+            AckUnacceptable(segLen > 0);
             _stack.Counters.PawsRejected++;
             return DropReason.PawsRejected;
         }
@@ -113,15 +164,12 @@ public sealed partial class Tcb
         if (!IsAcceptable(seq, segLen))
         {
             // "If an incoming segment is not acceptable, an acknowledgment should be sent in reply (unless the
-            // RST bit is set ...)" — this also re-ACKs a retransmitted FIN in TIME-WAIT.
+            // RST bit is set ...)". (TIME-WAIT is a record of its own: TcpLayer.TimeWait.cs.)
             if ((flags & TcpFlags.Rst) == 0)
             {
-                // A retransmitted FIN in TIME-WAIT: acknowledge it and restart the 2·MSL timeout.
-                if (State == TcpState.TimeWait && (flags & TcpFlags.Fin) != 0)
-                    EnterTimeWait();
                 if (SackEnabled && seg.Payload.Length > 0 && seq < RcvNxt)
                     OnDuplicateData(seq, seq + seg.Payload.Length);
-                _ackNow = true;
+                AckUnacceptable(segLen > 0);
             }
             return DropReason.Unacceptable;
         }
@@ -206,7 +254,47 @@ public sealed partial class Tcb
         return DropReason.None;
     }
 
-    private void SendChallengeAck() => _ackNow = true;
+    private long _challengeAckWindowStart = long.MinValue / 4; // long ago, without overflowing Now - it
+    private int _challengeAcksInWindow;
+    private long _lastOutOfWindowAck = long.MinValue / 4; // long ago, without overflowing Now - it
+
+    /// <summary>
+    /// A challenge ACK (RFC 5961 §3.2, §4.2, §5.2), at most <see cref="NetStackOptions.ChallengeAckLimit"/> per second
+    /// for this connection (§7). The limit is per connection on purpose: a stack-wide counter lets an off-path attacker
+    /// learn, by watching it run out, that a connection exists and where its window is (CVE-2016-5696).
+    /// </summary>
+    private void SendChallengeAck()
+    {
+        if (Now - _challengeAckWindowStart >= 1_000_000)
+        {
+            _challengeAckWindowStart = Now;
+            _challengeAcksInWindow = 0;
+        }
+        if (_challengeAcksInWindow >= _stack.Options.ChallengeAckLimit)
+        {
+            _stack.Counters.ChallengeAcksSuppressed++;
+            return;
+        }
+        _challengeAcksInWindow++;
+        _stack.Counters.ChallengeAcksSent++;
+        _ackNow = true;
+    }
+
+    /// <summary>
+    /// "An acknowledgment should be sent in reply" to an unacceptable segment (§3.10.7.4). A segment with text or a FIN
+    /// is always answered (the peer may be retransmitting); a bare ACK outside the window at most every 500 ms, as in
+    /// Linux, so that two stacks with confused windows cannot ping-pong ACKs forever.
+    /// </summary>
+    private void AckUnacceptable(bool occupiesSequenceSpace)
+    {
+        if (!occupiesSequenceSpace && Now - _lastOutOfWindowAck < 500_000)
+        {
+            _stack.Counters.OutOfWindowAcksSuppressed++;
+            return;
+        }
+        if (!occupiesSequenceSpace) _lastOutOfWindowAck = Now;
+        _ackNow = true;
+    }
 
     /// <summary>RFC 9293 §3.10.7.4 eighth check: the FIN bit.</summary>
     private void FinArrives()
@@ -230,9 +318,6 @@ public sealed partial class Tcb
                 break;
             case TcpState.FinWait2:
                 EnterTimeWait();
-                break;
-            case TcpState.TimeWait:
-                EnterTimeWait(); // restart the 2·MSL timeout
                 break;
         }
     }

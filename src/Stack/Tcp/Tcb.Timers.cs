@@ -20,7 +20,6 @@ public sealed partial class Tcb
     private long _reorderDeadline = Never;
     private long _persistDeadline = Never;
     private long _delayedAckDeadline = Never;
-    private long _timeWaitDeadline = Never;
     private long _connectDeadline = Never;
     private int _retransmitCount;
     private int _persistBackoff;
@@ -28,7 +27,7 @@ public sealed partial class Tcb
 
     internal long NextDeadline =>
         Math.Min(Math.Min(Math.Min(_rtoDeadline, _lossProbeDeadline), Math.Min(_reorderDeadline, _persistDeadline)),
-            Math.Min(Math.Min(Math.Min(_delayedAckDeadline, _timeWaitDeadline), _connectDeadline),
+            Math.Min(Math.Min(_delayedAckDeadline, _connectDeadline),
                 Math.Min(_finWait2Deadline, _keepAliveDeadline)));
 
     /// <summary>The deadline of this connection's live entry in the stack's <see cref="TimerQueue"/>.</summary>
@@ -99,9 +98,16 @@ public sealed partial class Tcb
         _persistBackoff = 0;
     }
 
+    /// <summary>
+    /// Both FINs are acknowledged (RFC 9293 §3.10.7.4): TIME-WAIT for 2·MSL. The TCB hands what TIME-WAIT needs to a
+    /// small record in the TCP layer and leaves the connection table; its state stays TIME-WAIT and the application
+    /// learns the connection is done. The ACK of the peer's FIN still goes out from here, after the segment's trace.
+    /// </summary>
     private void EnterTimeWait()
     {
-        if (State != TcpState.TimeWait && !_stack.Tcp.TryAddTimeWait())
+        if (State == TcpState.TimeWait)
+            return;
+        if (!_stack.Tcp.HasTimeWaitRoom())
         {
             // Too many connections in TIME-WAIT already: close at once rather than grow without bound,
             // after acknowledging the peer's FIN.
@@ -111,26 +117,31 @@ public sealed partial class Tcb
             return;
         }
         SetState(TcpState.TimeWait, "FIN");
-        Raise(ConnectionEvents.Writable); // nothing more to send: let the application side see the connection is done
+        var record = new TimeWaitRecord
+        {
+            Iss = Iss, Irs = Irs, SndNxt = SndNxt, RcvNxt = RcvNxt,
+            Timestamps = TimestampsEnabled, TsRecent = _tsRecent, TsOffset = _timestampOffset,
+            Window = AdvertisedWindow(),
+            Deadline = Now + 2 * _stack.Options.MslMicros,
+        };
+        _stack.Tcp.MoveToTimeWait(this, record);
+        LeaveAcceptQueue();
+        CloseReason = CloseReason.Normal;
         _sendBuffer.Release();    // everything we sent, FIN included, is acknowledged
         _sent.Clear();
         if (ReceiveRingIdle)
             _receiveBuffer.Release(); // if the application has read it all; otherwise when it has
         StopLossTimers();
         _persistDeadline = Never;
-        _timeWaitDeadline = Now + 2 * _stack.Options.MslMicros;
-        _stack.Tcp.ScheduleTimer(this, _timeWaitDeadline);
+        _delayedAckDeadline = Never;
+        _keepAliveDeadline = Never;
+        _finWait2Deadline = Never;
+        Raise(ConnectionEvents.Closed);
     }
 
     internal void OnTimer()
     {
         long now = Now;
-        if (now >= _timeWaitDeadline)
-        {
-            // "If the time-wait timeout expires on a connection, delete the TCB" (RFC 9293 §3.10.8).
-            _stack.Tcp.Remove(this, CloseReason.Normal, "2MSL timeout");
-            return;
-        }
         if (now >= _finWait2Deadline)
         {
             // The application released the connection and the peer never sent its FIN.

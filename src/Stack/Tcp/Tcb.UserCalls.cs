@@ -22,8 +22,8 @@ public sealed partial class Tcb
         int n = _receiveBuffer.Read(destination);
         if (n > 0)
             MaybeSendWindowUpdate();
-        if ((FinReceived || State == TcpState.Closed) && ReceiveRingIdle)
-            _receiveBuffer.Release(); // nothing more can arrive
+        if (ReceiveRingIdle)
+            _receiveBuffer.Release(); // empty: give the memory back; it is rented again when data arrives
         return n;
     }
 
@@ -75,8 +75,7 @@ public sealed partial class Tcb
     {
         if (State == TcpState.SynReceived && Listener is not null)
             Listener.HalfOpenCount--;
-        if (State == TcpState.TimeWait)
-            _stack.Tcp.TimeWaitEnded();
+        LeaveAcceptQueue();
         CloseReason = reason;
         SetState(TcpState.Closed, cause);
         _sendBuffer.Clear();      // nothing can be sent any more
@@ -86,7 +85,6 @@ public sealed partial class Tcb
         StopLossTimers();
         _persistDeadline = Never;
         _delayedAckDeadline = Never;
-        _timeWaitDeadline = Never;
         Raise(ConnectionEvents.Closed);
     }
 }

@@ -32,8 +32,8 @@ public sealed partial class Tcb
         Tuple = tuple;
         Listener = listener;
         var o = stack.Options;
-        _sendBuffer = new ByteRing(o.SendBufferSize);
-        _receiveBuffer = new ByteRing(o.ReceiveBufferSize);
+        _sendBuffer = new ByteRing(o.SendBufferSize, stack.Buffers);
+        _receiveBuffer = new ByteRing(o.ReceiveBufferSize, stack.Buffers);
         _rto = new RtoEstimator(o.InitialRtoMicros, o.MinRtoMicros, o.MaxRtoMicros);
         LocalMss = (ushort)Math.Min(ushort.MaxValue, o.Mtu - Ipv4Packet.MinHeaderLength - TcpSegment.MinHeaderLength);
         NoDelay = o.NoDelay;

@@ -1,4 +1,5 @@
 using TunStack.Diagnostics;
+using TunStack.Tcp.Listen;
 using TunStack.Wire;
 
 namespace TunStack.Tcp;
@@ -7,7 +8,7 @@ namespace TunStack.Tcp;
 /// TCP demultiplexing and the connection table: finds the TCB for a segment by its 4-tuple, handles segments
 /// for LISTEN and CLOSED (RFC 9293 §3.10.7.1-2), runs due timers and flushes pending output.
 /// </summary>
-internal sealed class TcpLayer
+internal sealed partial class TcpLayer
 {
     private readonly NetStack _stack;
     private readonly Dictionary<FourTuple, Tcb> _connections = new();
@@ -15,28 +16,22 @@ internal sealed class TcpLayer
     private List<Tcb> _outputQueue = new();
     private List<Tcb> _outputDraining = new();
     private readonly IsnGenerator _isn;
+    private readonly SynCookies _cookies;
     private readonly TimerQueue _timers = new();
+    private readonly TimeWaitTable _timeWait = new();
 
-    public TcpLayer(NetStack stack, IsnGenerator isn)
+    public TcpLayer(NetStack stack, IsnGenerator isn, SynCookies cookies)
     {
         _stack = stack;
         _isn = isn;
+        _cookies = cookies;
         Sender = new SegmentSender(stack);
     }
 
     public SegmentSender Sender { get; }
     public IReadOnlyCollection<Tcb> Connections => _connections.Values;
-    public long NextDeadline => _timers.NextDeadline;
+    public long NextDeadline => Math.Min(_timers.NextDeadline, _timeWait.NextDeadline);
     public int TimerEntries => _timers.Count;
-
-    public ListenEndpoint Listen(ushort port, int backlog)
-    {
-        if (_listeners.ContainsKey(port))
-            throw new InvalidOperationException($"Port {port} already has a listener.");
-        var listener = new ListenEndpoint(port, backlog);
-        _listeners.Add(port, listener);
-        return listener;
-    }
 
     public Tcb? Find(in FourTuple tuple) => _connections.GetValueOrDefault(tuple);
 
@@ -90,23 +85,7 @@ internal sealed class TcpLayer
         _stack.Counters.SegmentsReceived++;
 
         var tuple = new FourTuple(destination, seg.DestinationPort, source, seg.SourcePort);
-        if (_connections.TryGetValue(tuple, out var tcb) && tcb.State == TcpState.TimeWait
-            && (seg.Flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst | TcpFlags.Fin)) == TcpFlags.Syn
-            && _listeners.TryGetValue(seg.DestinationPort, out var reopening) && tcb.AcceptsNewIncarnation(seg, options))
-        {
-            // RFC 9293 §3.6.1 / RFC 6191: a new SYN beyond the old connection's sequence space (or with a newer
-            // timestamp) may reopen a connection in TIME-WAIT. The new ISN must lie beyond everything the old
-            // incarnation sent (MAY-2); if the listener cannot take the SYN, TIME-WAIT stays as it was.
-            if (reopening.HalfOpenCount >= reopening.Backlog)
-            {
-                reopening.SynsDropped++;
-                return DropReason.BacklogFull;
-            }
-            var oldSndNxt = tcb.SndNxt;
-            Remove(tcb, CloseReason.Normal, "new SYN");
-            return ListenSegmentArrives(reopening, tuple, seg, options, oldSndNxt);
-        }
-        if (tcb is not null)
+        if (_connections.TryGetValue(tuple, out var tcb))
         {
             var before = tcb.State;
             var drop = tcb.SegmentArrives(seg, options);
@@ -116,6 +95,8 @@ internal sealed class TcpLayer
             tcb.AfterSegment();
             return drop;
         }
+        if (_timeWait.TryGet(tuple, out var record))
+            return TimeWaitSegmentArrives(tuple, ref record, seg, options);
         if (_listeners.TryGetValue(seg.DestinationPort, out var listener))
             return ListenSegmentArrives(listener, tuple, seg, options);
         return ClosedSegmentArrives(tuple, seg, options);
@@ -141,53 +122,6 @@ internal sealed class TcpLayer
         return DropReason.NoListener;
     }
 
-    /// <summary>RFC 9293 §3.10.7.2: a segment for a port in LISTEN.</summary>
-    private DropReason ListenSegmentArrives(ListenEndpoint listener, in FourTuple tuple, in TcpSegment seg, in TcpOptions options,
-        SeqNumber? previousSndNxt = null)
-    {
-        // First: an incoming RST is ignored.
-        if (seg.Has(TcpFlags.Rst))
-        {
-            TraceNoConnection(tuple, seg, options, TcpState.Listen, DropReason.Stale);
-            return DropReason.Stale;
-        }
-        // Second: any ACK is bad in LISTEN: <SEQ=SEG.ACK><CTL=RST>.
-        if (seg.Has(TcpFlags.Ack))
-        {
-            TraceNoConnection(tuple, seg, options, TcpState.Listen, DropReason.Stale);
-            SendReset(tuple, new SeqNumber(seg.AcknowledgmentNumber), default, TcpFlags.Rst);
-            return DropReason.Stale;
-        }
-        // Third: a SYN opens a connection. Anything else is dropped.
-        if (!seg.Has(TcpFlags.Syn))
-        {
-            TraceNoConnection(tuple, seg, options, TcpState.Listen, DropReason.Stale);
-            return DropReason.Stale;
-        }
-        if (listener.HalfOpenCount >= listener.Backlog)
-        {
-            listener.SynsDropped++;
-            TraceNoConnection(tuple, seg, options, TcpState.Listen, DropReason.BacklogFull);
-            return DropReason.BacklogFull;
-        }
-
-        var tcb = new Tcb(_stack, tuple, listener);
-        _connections.Add(tuple, tcb);
-        listener.HalfOpenCount++;
-        _stack.Counters.PassiveOpens++;
-        var iss = _isn.Next(tuple, _stack.Now);
-        if (previousSndNxt is SeqNumber old && iss - old < MinimumIncarnationGap)
-            iss = old + MinimumIncarnationGap; // RFC 6191 §2: above the old incarnation's sequence space
-        tcb.OpenFromSyn(seg, options, iss, _isn.TimestampOffset(tuple));
-        if (_stack.Tracer is not null)
-            tcb.Trace(TraceDirection.In, new SeqNumber(seg.SequenceNumber), default, seg.Flags, seg.Window,
-                seg.Payload.Length, options, TcpState.Listen);
-        return DropReason.None;
-    }
-
-    /// <summary>How far above a TIME-WAIT incarnation's SND.NXT a reopened connection's ISN starts, at least.</summary>
-    private const int MinimumIncarnationGap = 65536;
-
     /// <summary>An ICMP error about a segment of ours (destination unreachable, time exceeded).</summary>
     public DropReason IcmpErrorArrives(in FourTuple tuple, byte type, byte code, ushort nextHopMtu, uint sequence)
     {
@@ -198,17 +132,22 @@ internal sealed class TcpLayer
 
     private void TraceNoConnection(in FourTuple tuple, in TcpSegment seg, in TcpOptions options, TcpState state, DropReason drop) =>
         TraceWithoutConnection(TraceDirection.In, tuple, seg.SequenceNumber, seg.AcknowledgmentNumber, seg.Flags,
-            seg.Window, seg.Payload.Length, options, state, drop);
+            seg.Window, seg.Payload.Length, options, new DetachedTrace(state), drop);
 
-    /// <summary>Traces a segment that belongs to no TCB (to or from LISTEN or CLOSED): numbers stay absolute.</summary>
+    /// <summary>
+    /// Traces a segment that belongs to no TCB: to or from LISTEN or CLOSED (numbers stay absolute), or a TIME-WAIT
+    /// record (relative to its ISNs, like a connection's).
+    /// </summary>
     public void TraceWithoutConnection(TraceDirection direction, in FourTuple tuple, uint seq, uint ack, TcpFlags flags,
-        ushort window, int payloadLength, in TcpOptions options, TcpState state, DropReason drop = DropReason.None)
+        ushort window, int payloadLength, in TcpOptions options, in DetachedTrace detached, DropReason drop = DropReason.None,
+        TcpState? after = null)
     {
         _stack.Tracer?.OnSegment(new SegmentTraceRecord
         {
             TimeMicros = _stack.Now, Direction = direction, Tuple = tuple, Sequence = seq, Acknowledgment = ack,
             Flags = flags, Window = window, PayloadLength = payloadLength, Options = options,
-            Before = state, After = state, Drop = drop,
+            HasConnection = detached.HasIsns, LocalIsn = detached.LocalIsn, PeerIsn = detached.PeerIsn,
+            Before = detached.State, After = after ?? detached.State, Drop = drop,
         });
     }
 
@@ -228,29 +167,20 @@ internal sealed class TcpLayer
         tcb.MarkClosed(reason, cause);
     }
 
-    /// <summary>Connections now in TIME-WAIT.</summary>
-    public int TimeWaitCount { get; private set; }
-
-    /// <summary>Reserves a TIME-WAIT slot; false when <see cref="NetStackOptions.MaxTimeWait"/> are in use.</summary>
-    public bool TryAddTimeWait()
-    {
-        if (TimeWaitCount >= _stack.Options.MaxTimeWait)
-        {
-            _stack.Counters.TimeWaitLimitReached++;
-            return false;
-        }
-        TimeWaitCount++;
-        return true;
-    }
-
-    public void TimeWaitEnded() => TimeWaitCount--;
 
     public void EnqueueOutput(Tcb tcb) => _outputQueue.Add(tcb);
 
     public void ScheduleTimer(Tcb tcb, long deadline) => _timers.Schedule(tcb, deadline);
 
-    /// <summary>Fires every timer that is due at <see cref="NetStack.Now"/>.</summary>
-    public void RunTimers() => _timers.RunDue(_stack.Now, this);
+    /// <summary>Fires every timer that is due at <see cref="NetStack.Now"/>, TIME-WAIT expiries included.</summary>
+    public void RunTimers()
+    {
+        _timers.RunDue(_stack.Now, this);
+        if (_timeWait.NextDeadline <= _stack.Now)
+            _timeWait.Expire(_stack.Now, _timeWaitExpired ??= TimeWaitExpired);
+    }
+
+    private Action<FourTuple, TimeWaitRecord>? _timeWaitExpired;
 
     /// <summary>Lets every connection that asked for it send what it can.</summary>
     public void FlushOutput()

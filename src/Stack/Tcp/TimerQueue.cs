@@ -33,11 +33,11 @@ internal sealed class TimerQueue
             if (deadline != tcb.QueuedDeadline)
                 continue; // superseded by an earlier entry for the same connection
             tcb.QueuedDeadline = Tcb.Never;
-            if (tcb.State == TcpState.Closed)
-                continue;
+            if (tcb.State is TcpState.Closed or TcpState.TimeWait)
+                continue; // gone, or handed over to the TIME-WAIT table
             if (tcb.NextDeadline <= now)
                 layer.FireTimer(tcb);
-            if (tcb.State != TcpState.Closed && tcb.NextDeadline != Tcb.Never)
+            if (tcb.State is not (TcpState.Closed or TcpState.TimeWait) && tcb.NextDeadline != Tcb.Never)
                 Schedule(tcb, tcb.NextDeadline);
         }
     }

@@ -40,4 +40,10 @@ public enum DropReason
     IcmpNoConnection,
     /// <summary>An ICMP error quoting a sequence number that is not in flight: possibly forged (RFC 5927 §4.1).</summary>
     IcmpOutOfWindow,
+    /// <summary>A SYN for a listener whose accept queue (its backlog) is full: the application is not accepting.</summary>
+    AcceptQueueFull,
+    /// <summary>A SYN refused because the stack has <c>MaxConnections</c> connections.</summary>
+    ConnectionLimit,
+    /// <summary>A SYN refused because buffer memory would exceed <c>BufferMemoryLimit</c>.</summary>
+    MemoryLimit,
 }

@@ -59,12 +59,19 @@ public class CloseTests
         Assert.Equal(c.ClientNxt, lastAck.Ack);
         Assert.Equal(TcpState.TimeWait, tcb.State);
 
+        // TIME-WAIT is a small record now: the TCB left the connection table, and the application was told.
+        Assert.Null(c.Tcb);
+        Assert.True(peer.Stack.IsInTimeWait(c.Tuple));
+        Assert.Equal(CloseReason.Normal, tcb.CloseReason);
+        Assert.True(peer.Stack.TryTakeEvents(out _, out var events) && events.HasFlag(ConnectionEvents.Closed));
+
         // TIME-WAIT lasts 2·MSL = 1 s here.
         Assert.Empty(peer.Advance(999_999));
-        Assert.Equal(TcpState.TimeWait, tcb.State);
+        Assert.True(peer.Stack.IsInTimeWait(c.Tuple));
         Assert.Empty(peer.Advance(1));
-        Assert.Equal(TcpState.Closed, tcb.State);
+        Assert.False(peer.Stack.IsInTimeWait(c.Tuple));
         Assert.Empty(peer.Stack.Connections);
+        Assert.Equal(0, peer.Stack.TimeWaitCount);
     }
 
     [Fact]
@@ -77,10 +84,11 @@ public class CloseTests
 
         var ack = Assert.Single(c.Send(c.ClientNxt - 1, c.ServerNxt, TcpFlags.Fin | TcpFlags.Ack));
         Assert.Equal(c.ClientNxt, ack.Ack);
+        Assert.Equal(c.ServerNxt, ack.Seq);
         Assert.Empty(peer.Advance(600_000));
-        Assert.Equal(TcpState.TimeWait, tcb.State); // restarted: 1.2 s after the first FIN, still waiting
+        Assert.True(peer.Stack.IsInTimeWait(c.Tuple)); // restarted: 1.2 s after the first FIN, still waiting
         peer.Advance(400_000);
-        Assert.Equal(TcpState.Closed, tcb.State);
+        Assert.False(peer.Stack.IsInTimeWait(c.Tuple));
     }
 
     [Fact]
@@ -157,7 +165,8 @@ public class CloseTests
         Assert.Equal(TcpState.TimeWait, ActiveClose(1));
         Assert.Equal(TcpState.Closed, ActiveClose(2));
         Assert.Equal(1, peer.Stack.Counters.TimeWaitLimitReached);
-        Assert.Single(peer.Stack.Connections);
+        Assert.Equal(1, peer.Stack.TimeWaitCount);
+        Assert.Empty(peer.Stack.Connections);
     }
 
     [Fact]
@@ -183,6 +192,50 @@ public class CloseTests
 
         var ack = Assert.Single(c.Send(c.ClientNxt - 50, 0, TcpFlags.Syn));
         Assert.Equal(TcpFlags.Ack, ack.Flags);
-        Assert.Equal(TcpState.TimeWait, tcb.State);
+        Assert.Equal(c.ClientNxt, ack.Ack);
+        Assert.True(peer.Stack.IsInTimeWait(c.Tuple));
+    }
+
+    [Fact]
+    public void Reopening_from_time_wait_picks_an_isn_above_the_old_sequence_space()
+    {
+        var (peer, c, tcb) = Established();
+        tcb.Send(new byte[1000]);
+        peer.Poll();
+        c.ServerNxt += 1000;
+        c.SendAck();
+        var oldSndNxt = tcb.SndNxt + 1; // after our FIN
+        c.CloseActivelyToTimeWait(tcb);
+
+        // RFC 6191 / RFC 9293 §3.6.1 MAY-2: the new incarnation's ISN lies beyond everything the old one sent.
+        var synAck = Assert.Single(c.Send(c.ClientNxt + 100_000, 0, TcpFlags.Syn, default, 65535, new TcpOptions { Mss = 1460 }));
+        Assert.True(new SeqNumber(synAck.Seq) - oldSndNxt >= 65536, $"ISN {synAck.Seq} vs old SND.NXT {oldSndNxt}");
+    }
+
+    [Fact]
+    public void Time_wait_stays_when_the_listener_cannot_take_a_reopening_syn()
+    {
+        var defaults = ScriptedPeer.DefaultOptions();
+        var peer = new ScriptedPeer(new NetStackOptions { Address = defaults.Address, IsnSecret = defaults.IsnSecret, HalfOpenLimit = 1, SynCookies = false });
+        peer.Stack.Listen(80);
+        var c = new ScriptedConnection(peer);
+        c.CloseActivelyToTimeWait(c.Establish());
+        new ScriptedConnection(peer, clientPort: 5).SendSyn(); // fills the half-open queue
+
+        Assert.Empty(c.Send(c.ClientNxt + 100_000, 0, TcpFlags.Syn, default, 65535, new TcpOptions { Mss = 1460 }));
+        Assert.True(peer.Stack.IsInTimeWait(c.Tuple));
+        Assert.Equal(1, peer.Stack.Counters.Dropped(DropReason.BacklogFull));
+    }
+
+    [Fact]
+    public void Exact_rst_ends_time_wait_and_an_inexact_one_gets_a_challenge_ack()
+    {
+        var (peer, c, tcb) = Established();
+        c.CloseActivelyToTimeWait(tcb);
+        var challenge = Assert.Single(c.Send(c.ClientNxt + 10, 0, TcpFlags.Rst));
+        Assert.Equal(TcpFlags.Ack, challenge.Flags);
+        Assert.True(peer.Stack.IsInTimeWait(c.Tuple));
+        Assert.Empty(c.Send(c.ClientNxt, 0, TcpFlags.Rst));
+        Assert.False(peer.Stack.IsInTimeWait(c.Tuple));
     }
 }

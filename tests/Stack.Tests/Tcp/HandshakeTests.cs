@@ -123,12 +123,12 @@ public class HandshakeTests
     }
 
     [Fact]
-    public void Backlog_limits_half_open_connections()
+    public void Half_open_limit_without_cookies_drops_further_syns()
     {
         var options = ScriptedPeer.DefaultOptions();
         var peer = new ScriptedPeer(new NetStackOptions
         {
-            Address = options.Address, IsnSecret = options.IsnSecret, Backlog = 2,
+            Address = options.Address, IsnSecret = options.IsnSecret, HalfOpenLimit = 2, SynCookies = false,
         });
         var listener = peer.Stack.Listen(80);
         for (ushort port = 1; port <= 3; port++)

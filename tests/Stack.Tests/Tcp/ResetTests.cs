@@ -80,4 +80,46 @@ public class ResetTests
         Assert.Equal(TcpState.Closed, tcb.State);
         Assert.Equal(CloseReason.Aborted, tcb.CloseReason);
     }
+
+    [Fact]
+    public void Challenge_acks_are_limited_per_connection_and_a_storm_on_one_leaves_another_untouched()
+    {
+        var peer = new ScriptedPeer();
+        peer.Stack.Listen(80);
+        var victim = new ScriptedConnection(peer, clientPort: 1);
+        victim.Establish();
+        var other = new ScriptedConnection(peer, clientPort: 2);
+        other.Establish();
+
+        // RFC 5961 §7: a storm of in-window RSTs gets at most 10 challenge ACKs a second on this connection.
+        int answered = 0;
+        for (int i = 0; i < 50; i++)
+            answered += victim.Send(victim.ClientNxt + 1 + (uint)i, 0, TcpFlags.Rst).Count;
+        Assert.Equal(10, answered);
+        Assert.Equal(40, peer.Stack.Counters.ChallengeAcksSuppressed);
+        Assert.Equal(TcpState.Established, victim.Tcb!.State);
+
+        // The other connection still answers: the limit is not shared (a shared one leaks state, CVE-2016-5696).
+        var ack = Assert.Single(other.Send(other.ClientNxt + 1, 0, TcpFlags.Rst));
+        Assert.Equal(TcpFlags.Ack, ack.Flags);
+
+        // A second later the victim answers again.
+        peer.Advance(1_000_000);
+        Assert.Single(victim.Send(victim.ClientNxt + 1, 0, TcpFlags.Rst));
+    }
+
+    [Fact]
+    public void Out_of_window_bare_acks_are_answered_at_most_every_500_ms_but_data_always()
+    {
+        var peer = new ScriptedPeer();
+        peer.Stack.Listen(80);
+        var c = new ScriptedConnection(peer);
+        c.Establish();
+        Assert.Single(c.Send(c.ClientNxt + 200_000, c.ServerNxt, TcpFlags.Ack));
+        Assert.Empty(c.Send(c.ClientNxt + 200_000, c.ServerNxt, TcpFlags.Ack));
+        Assert.Single(c.Send(c.ClientNxt + 200_000, c.ServerNxt, TcpFlags.Ack, "data"u8)); // data is never ignored
+        peer.Advance(500_000);
+        Assert.Single(c.Send(c.ClientNxt + 200_000, c.ServerNxt, TcpFlags.Ack));
+        Assert.Equal(1, peer.Stack.Counters.OutOfWindowAcksSuppressed);
+    }
 }

@@ -17,15 +17,16 @@ public class TimerQueueTests
             Assert.Equal(TcpState.TimeWait, tcb.State);
             peer.Advance(1_000); // one connection per millisecond
         }
-        Assert.Equal(200, peer.Stack.Connections.Count);
+        Assert.Equal(200, peer.Stack.TimeWaitCount);
+        Assert.Empty(peer.Stack.Connections);
 
         // TIME-WAIT is 2 s; the first connection entered it 200 ms ago.
         peer.Advance(1_800_000 - 1);
-        Assert.Equal(200, peer.Stack.Connections.Count);
+        Assert.Equal(200, peer.Stack.TimeWaitCount);
         peer.Advance(100_000);
-        Assert.Equal(100, peer.Stack.Connections.Count);
+        Assert.Equal(100, peer.Stack.TimeWaitCount);
         peer.Advance(100_000);
-        Assert.Empty(peer.Stack.Connections);
+        Assert.Equal(0, peer.Stack.TimeWaitCount);
     }
 
     [Fact]
