@@ -22,6 +22,8 @@ public sealed class StackCounters
     public long ConnectionsTimedOut;
     public long EchoRepliesSent;
     public long TimeWaitLimitReached;
+    /// <summary>ICMPv6 Packet Too Big messages about our TCP segments, reported through <see cref="NetStack.PacketTooBig"/>.</summary>
+    public long PacketTooBigReceived;
 
     /// <summary>The latest exception caught on the packet path (a bug), or null.</summary>
     public Exception? LastInternalError { get; internal set; }

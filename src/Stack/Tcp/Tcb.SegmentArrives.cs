@@ -20,8 +20,8 @@ public sealed partial class Tcb
         SndMax = iss;
         _sndBufSeq = iss + 1;
 
-        // RFC 9293 §3.7.1 (MUST-15): without an MSS option assume 536 for IPv4.
-        PeerMss = options.Mss ?? 536;
+        // RFC 9293 §3.7.1 (MUST-15): without an MSS option assume 536 for IPv4 and 1220 for IPv6.
+        PeerMss = options.Mss ?? (Tuple.RemoteAddress.IsV4 ? (ushort)536 : (ushort)1220);
         SendMss = Math.Max(64, Math.Min((int)PeerMss, LocalMss));
 
         // RFC 7323 §2.2-2.3: scaling is used only if both SYNs carry the option; the shift is capped at 14.
