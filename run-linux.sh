@@ -10,6 +10,8 @@ NS=tunstack
 DEV=tun0
 PEER_CIDR=198.18.0.1/24
 STACK_ADDR=198.18.0.2
+PEER_CIDR6=2001:2::1/64
+STACK_ADDR6=2001:2::2
 RESULTS="$ROOT/artifacts/test-results"
 
 export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -18,9 +20,10 @@ usage() {
     cat <<'EOF'
 Usage:
   sudo ./run-linux.sh [tunstack options...]
-      Build (Release), create network namespace "tunstack" with tun0 = 198.18.0.1/24, and run tunstack on
-      tun0 as 198.18.0.2 in the foreground. Ctrl-C stops it and removes tun0 and the namespace.
-      Then, from another terminal:  sudo ip netns exec tunstack curl http://198.18.0.2/
+      Build (Release), create network namespace "tunstack" with tun0 = 198.18.0.1/24 and 2001:2::1/64, and
+      run tunstack on tun0 as 198.18.0.2 and 2001:2::2 in the foreground. Ctrl-C stops it and removes tun0
+      and the namespace. Then, from another terminal:  sudo ip netns exec tunstack curl http://198.18.0.2/
+      Options go to tunstack, e.g. --trace, --mtu 9000, --pcap /tmp/tunstack.pcap (see --help).
 
   ./run-linux.sh test
       Build TunStack.sln (Release) and run every test project. As root it first installs missing Debian
@@ -132,20 +135,47 @@ cmd_run() {
     done
     # The kernel's side of the link gets the same MTU as the stack.
     [[ -z $mtu ]] || ip -n "$NS" link set "$DEV" mtu "$mtu"
+    # IPv6 needs an MTU of 1280 (the kernel turns IPv6 off on a smaller link). nodad: the address is usable at
+    # once; on a point-to-point TUN link there is no one to collide with and no neighbour discovery.
+    local ipv6=1
+    if [[ -n $mtu ]] && ((mtu < 1280)); then
+        ipv6=0
+    else
+        ip -n "$NS" -6 addr add "$PEER_CIDR6" dev "$DEV" nodad
+    fi
     ip -n "$NS" link set "$DEV" up
 
-    cat <<EOF
+    local -a addresses=(--address "$STACK_ADDR")
+    if ((ipv6)); then
+        addresses+=(--address "$STACK_ADDR6")
+        cat <<EOF
+
+Namespace "$NS" is ready: $DEV is ${PEER_CIDR} and ${PEER_CIDR6} (the kernel's side); tunstack answers as
+$STACK_ADDR and $STACK_ADDR6. From another terminal try:
+
+    sudo ip netns exec $NS curl http://$STACK_ADDR/
+    sudo ip netns exec $NS curl -6 'http://[$STACK_ADDR6]/'
+    sudo ip netns exec $NS ping -6 -c 3 $STACK_ADDR6
+
+Ctrl-C stops tunstack and removes $DEV and the namespace.
+
+EOF
+    else
+        cat <<EOF
 
 Namespace "$NS" is ready: $DEV is ${PEER_CIDR} (the kernel's side); tunstack answers as $STACK_ADDR.
-From another terminal try:
+No IPv6: it needs an MTU of 1280 or more. From another terminal try:
 
     sudo ip netns exec $NS curl http://$STACK_ADDR/
 
 Ctrl-C stops tunstack and removes $DEV and the namespace.
 
 EOF
+    fi
+    # An --address of the caller's replaces these (the option is repeatable, so they would add up).
+    [[ " $* " != *" --address"* ]] || addresses=()
     local status=0
-    ip netns exec "$NS" "$dotnet" "$dll" --tun "$DEV" --address "$STACK_ADDR" "$@" || status=$?
+    ip netns exec "$NS" "$dotnet" "$dll" --tun "$DEV" "${addresses[@]}" "$@" || status=$?
     exit "$status"
 }
 
