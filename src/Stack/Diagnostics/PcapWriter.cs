@@ -37,6 +37,9 @@ public sealed class PcapWriter : IAsyncDisposable
 
     private readonly Stream _stream;
     private readonly Channel<Captured> _queue;
+    // A pool of our own: buffers are rented on the caller's thread and returned on the writer's, which the shared
+    // pool (per-thread caches) would keep reallocating under bursts. Up to 1024 buffers per size are kept.
+    private readonly ArrayPool<byte> _pool = ArrayPool<byte>.Create(SnapLength, 1024);
     private readonly long _limitBytes;
     private readonly long _maxQueuedBytes;
     private readonly Action<string>? _onStopped;
@@ -117,11 +120,11 @@ public sealed class PcapWriter : IAsyncDisposable
             Interlocked.Increment(ref _packetsDropped);
             return false;
         }
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
+        byte[] buffer = _pool.Rent(Math.Max(length, 1));
         packet[..length].CopyTo(buffer);
         if (_queue.Writer.TryWrite(new Captured(buffer, length, packet.Length, unixMicros)))
             return true;
-        ArrayPool<byte>.Shared.Return(buffer);
+        _pool.Return(buffer);
         Interlocked.Add(ref _queuedBytes, -length);
         if (!_closing)
             Interlocked.Increment(ref _packetsDropped);
@@ -164,7 +167,7 @@ public sealed class PcapWriter : IAsyncDisposable
                 finally
                 {
                     Interlocked.Add(ref _queuedBytes, -packet.Length);
-                    ArrayPool<byte>.Shared.Return(packet.Buffer);
+                    _pool.Return(packet.Buffer);
                 }
             }
             // The queue ran empty: let readers of the file (tcpdump -r while we run) see everything so far.

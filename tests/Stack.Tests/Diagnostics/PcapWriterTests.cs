@@ -200,6 +200,40 @@ public class PcapWriterTests
         Assert.Equal(24 + 76, writer.BytesWritten);
     }
 
+    [Fact]
+    public async Task Capturing_allocates_nothing_on_the_callers_thread_once_warm()
+    {
+        var stream = new GatedStream();
+        await using var writer = new PcapWriter(stream);
+        byte[] small = LinuxCaptures.Syn;
+        byte[] large = LinuxCaptures.FullSizeData;
+        const int burst = 300;
+
+        // Warm up with the whole burst waiting at once (the writer held at the gate), so that the pool and the
+        // queue have grown to what the measured burst can need however fast the writer runs then.
+        stream.Shut();
+        for (int i = 0; i < burst; i++)
+        {
+            Assert.True(writer.TryCapture(small, i));
+            Assert.True(writer.TryCapture(large, i));
+        }
+        stream.Open();
+        var stop = DateTime.UtcNow + Deadline;
+        while (writer.PacketsWritten < 2 * burst && DateTime.UtcNow < stop)
+            await Task.Delay(1);
+        Assert.Equal(2 * burst, writer.PacketsWritten);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < burst; i++)
+        {
+            writer.TryCapture(small, i);
+            writer.TryCapture(large, i);
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, allocated);
+        Assert.Equal(0, writer.PacketsDropped);
+    }
+
     private sealed class FixedClock(DateTimeOffset now) : TimeProvider
     {
         public DateTimeOffset Now { get; set; } = now;

@@ -202,4 +202,52 @@ public class Ipv6TcpTests
         Assert.Equal(64, bytes[7]);
         Assert.Equal(40 + 20 + 100, bytes.Length);
     }
+
+    [Fact]
+    public void The_ipv6_segment_path_and_ping_allocate_nothing_once_warm()
+    {
+        var peer = new ScriptedPeer();
+        peer.Stack.Listen(80);
+        var c = Connection(peer);
+        var tcb = c.Establish();
+        const int warm = 50, measured = 50;
+        var packets = new byte[warm + measured][];
+        for (int i = 0; i < packets.Length; i++)
+            packets[i] = ScriptedPeer.BuildPacket(ScriptedPeer.PeerAddress6, ScriptedPeer.StackAddress6, ScriptedConnection.ClientPort,
+                80, c.ClientNxt + (uint)(i * 1000), c.ServerNxt, TcpFlags.Ack | TcpFlags.Psh, 65535, default, new byte[1000]);
+        byte[] ping = LinuxIpv6Captures.EchoRequest;
+        var buffer = new byte[2048];
+        var stack = peer.Stack;
+
+        // One data segment and one ping in; the ACK and the echo reply out; the application reads. No asserts
+        // inside: they allocate.
+        int read = 0, acks = 0, replies = 0;
+        for (int i = 0; i < packets.Length; i++)
+        {
+            long before = i == warm ? GC.GetAllocatedBytesForCurrentThread() : 0;
+            stack.Receive(packets[i], peer.Now);
+            stack.Receive(ping, peer.Now);
+            stack.Poll(peer.Now);
+            while (stack.Transmit.TryDequeue(out var p))
+            {
+                if (p.Span[6] == IpProtocol.Tcp) acks++; else replies++;
+                stack.Transmit.Return(p);
+            }
+            read += tcb.Receive(buffer);
+            if (i == warm)
+                Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        long start = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            stack.Receive(ping, peer.Now);
+            stack.Poll(peer.Now);
+            while (stack.Transmit.TryDequeue(out var p)) stack.Transmit.Return(p);
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - start);
+        Assert.Equal(packets.Length * 1000, read);
+        Assert.Equal(packets.Length, acks);
+        Assert.Equal(packets.Length, replies);
+        Assert.Equal(0, stack.Counters.TotalDropped);
+    }
 }
