@@ -141,8 +141,8 @@ public sealed class NetStack
         IpAddress destination = ip.Destination;
         if (destination.IsV6Multicast)
             return DropReason.MulticastDestination;
-        // An IPv4-mapped destination would compare equal to our IPv4 address (IpAddress holds IPv4 in that form):
-        // it is not ours over IPv6 (RFC 4291 §2.5.5.2 addresses are never on the wire).
+        // IPv4-mapped addresses (RFC 4291 §2.5.5.2) stand for IPv4 nodes; in an IPv6 header one would compare equal
+        // to our IPv4 address (IpAddress holds IPv4 in that form), but it is not ours over IPv6.
         if (destination.IsV4 || !IsLocalAddress(destination))
             return DropReason.NotForUs;
         IpAddress source = ip.Source;

@@ -95,8 +95,8 @@ public readonly ref struct Ipv6Packet
             if (!quoted) { reason = DropReason.BadIpv6PayloadLength; return false; }
             end = buffer.Length;
         }
-        // A Payload Length of zero with a Hop-by-Hop Jumbo Payload option is a jumbogram (RFC 2675); the Jumbo
-        // option's type (0xC2) says "discard if unrecognized", so such a packet fails the option walk below.
+        // Jumbograms (RFC 2675) are not supported: their Payload Length is zero, so the Hop-by-Hop header that
+        // carries the Jumbo Payload option lies past it and the walk below rejects the packet.
 
         int offset = HeaderLength;
         byte next = buffer[NextHeaderOffset];

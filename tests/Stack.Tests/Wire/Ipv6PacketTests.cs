@@ -321,6 +321,15 @@ public class Ipv6PacketTests
         AssertRejected(packet, DropReason.BadIpv6ExtensionHeader);
     }
 
+    [Fact]
+    public void A_jumbogram_is_rejected()
+    {
+        // RFC 2675: Payload Length 0, the real length in a Jumbo Payload option (0xC2) of the Hop-by-Hop header.
+        var packet = Packet(IpProtocol.Tcp, new byte[20], HopByHop(0xC2, 4, 0, 0, 0, 68));
+        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(4), 0);
+        AssertRejected(packet, DropReason.BadIpv6ExtensionHeader);
+    }
+
     [Theory]
     [InlineData(Ipv6Packet.HopByHopOptions)]
     [InlineData(Ipv6Packet.DestinationOptions)]

@@ -6,8 +6,8 @@ namespace TunStack.Tests.Wire;
 /// IPv6 packets captured from Linux 6.18 (Debian 12 userland, curl 7.88.1, iputils ping) on 2026-12-01, IPv6 headers
 /// onward (the 14-byte Ethernet header removed). As for <see cref="LinuxCaptures"/>: three throw-away namespaces,
 /// A (2001:2::1) - B (2001:2::2, forwarding) - C (2001:2:0:1::2), joined by veth pairs with offloads turned off by
-/// ethtool, the B-C link at MTU 1280, addresses added with <c>nodad</c>; <c>tcpdump -i va -xx -vv</c> on A's side
-/// reported every checksum correct. TCP: <c>python3 -m http.server --bind 2001:2::2 18080</c> in B,
+/// ethtool, the B-C link at MTU 1280, addresses added with <c>nodad</c>; captured with <c>tcpdump -i va -s 0 -w</c>
+/// on A's side, and <c>tcpdump -r -vv</c> reported every checksum correct. TCP: <c>python3 -m http.server --bind 2001:2::2 18080</c> in B,
 /// <c>curl http://[2001:2::2]:18080/data.txt</c> (a 4 KB base64 file) from A. The MLD report and the router
 /// solicitation are what A's kernel sent as the link came up.
 /// </summary>

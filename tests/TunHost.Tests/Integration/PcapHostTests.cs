@@ -36,7 +36,8 @@ public sealed partial class PcapHostTests(ITestOutputHelper output)
     [InlineData(Family.Ipv6, true)]
     public async Task A_curl_is_captured_whole_and_tcpdump_finds_every_checksum_correct(Family family, bool stopWithSigterm)
     {
-        Assert.NotNull(IntegrationEnvironment.FindOnPath("tcpdump")); // ./run-linux.sh test installs it
+        Assert.True(IntegrationEnvironment.FindOnPath("tcpdump") is not null,
+            "tcpdump is not on PATH: ./run-linux.sh test installs it as root (apt-get install tcpdump)");
         await using var ns = new NetNamespace(output);
         using var capture = new CaptureFile(ns);
         await using var host = await StackHost.StartAsync(ns, output, DeviceMode.Attach, "--pcap", capture.Path);
@@ -87,6 +88,8 @@ public sealed partial class PcapHostTests(ITestOutputHelper output)
     [IntegrationFact]
     public async Task The_size_limit_stops_the_capture_with_a_message_and_a_readable_file()
     {
+        Assert.True(IntegrationEnvironment.FindOnPath("tcpdump") is not null,
+            "tcpdump is not on PATH: ./run-linux.sh test installs it as root (apt-get install tcpdump)");
         await using var ns = new NetNamespace(output);
         using var capture = new CaptureFile(ns);
         await using var host = await StackHost.StartAsync(ns, output, DeviceMode.Attach, "--pcap", capture.Path, "--pcap-limit", "1");
