@@ -10,6 +10,8 @@ NS=tunstack
 DEV=tun0
 PEER_CIDR=198.18.0.1/24
 STACK_ADDR=198.18.0.2
+PEER_CIDR6=2001:2::1/64
+STACK_ADDR6=2001:2::2
 RESULTS="$ROOT/artifacts/test-results"
 
 export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -18,9 +20,10 @@ usage() {
     cat <<'EOF'
 Usage:
   sudo ./run-linux.sh [tunstack options...]
-      Build (Release), create network namespace "tunstack" with tun0 = 198.18.0.1/24, and run tunstack on
-      tun0 as 198.18.0.2 in the foreground. Ctrl-C stops it and removes tun0 and the namespace.
-      Then, from another terminal:  sudo ip netns exec tunstack curl http://198.18.0.2/
+      Build (Release), create network namespace "tunstack" with tun0 = 198.18.0.1/24 and 2001:2::1/64, and
+      run tunstack on tun0 as 198.18.0.2 and 2001:2::2 in the foreground. Ctrl-C stops it and removes tun0
+      and the namespace. Then, from another terminal:  sudo ip netns exec tunstack curl http://198.18.0.2/
+      Options go to tunstack, e.g. --trace, --mtu 9000, --pcap /tmp/tunstack.pcap (see --help).
 
   sudo ./run-linux.sh fetch [tunstack fetch options...] [URL]
       The client side: create namespace "tunstack" with tun0, start a kernel HTTP server there
@@ -130,6 +133,14 @@ make_namespace() {
     ip -n "$NS" tuntap add dev "$DEV" mode tun
     ip -n "$NS" addr add "$PEER_CIDR" dev "$DEV"
     [[ -z ${1:-} ]] || ip -n "$NS" link set "$DEV" mtu "$1"
+    # IPv6 needs an MTU of 1280 (the kernel turns IPv6 off on a smaller link). nodad: the address is usable at
+    # once; on a point-to-point TUN link there is no one to collide with and no neighbour discovery.
+    IPV6=1
+    if [[ -n ${1:-} ]] && (($1 < 1280)); then
+        IPV6=0
+    else
+        ip -n "$NS" -6 addr add "$PEER_CIDR6" dev "$DEV" nodad
+    fi
     ip -n "$NS" link set "$DEV" up
 }
 
@@ -196,18 +207,37 @@ cmd_run() {
 
     make_namespace "$(mtu_argument "$@")"
 
-    cat <<EOF
+    local -a addresses=(--address "$STACK_ADDR")
+    if ((IPV6)); then
+        addresses+=(--address "$STACK_ADDR6")
+        cat <<EOF
+
+Namespace "$NS" is ready: $DEV is ${PEER_CIDR} and ${PEER_CIDR6} (the kernel's side); tunstack answers as
+$STACK_ADDR and $STACK_ADDR6. From another terminal try:
+
+    sudo ip netns exec $NS curl http://$STACK_ADDR/
+    sudo ip netns exec $NS curl -6 'http://[$STACK_ADDR6]/'
+    sudo ip netns exec $NS ping -6 -c 3 $STACK_ADDR6
+
+Ctrl-C stops tunstack and removes $DEV and the namespace.
+
+EOF
+    else
+        cat <<EOF
 
 Namespace "$NS" is ready: $DEV is ${PEER_CIDR} (the kernel's side); tunstack answers as $STACK_ADDR.
-From another terminal try:
+No IPv6: it needs an MTU of 1280 or more. From another terminal try:
 
     sudo ip netns exec $NS curl http://$STACK_ADDR/
 
 Ctrl-C stops tunstack and removes $DEV and the namespace.
 
 EOF
+    fi
+    # An --address of the caller's replaces these (the option is repeatable, so they would add up).
+    [[ " $* " != *" --address"* ]] || addresses=()
     local status=0
-    ip netns exec "$NS" "$DOTNET" "$HOST_DLL" --tun "$DEV" --address "$STACK_ADDR" "$@" || status=$?
+    ip netns exec "$NS" "$DOTNET" "$HOST_DLL" --tun "$DEV" "${addresses[@]}" "$@" || status=$?
     exit "$status"
 }
 

@@ -15,9 +15,15 @@ namespace TunStack;
 public sealed class NetStack
 {
     private readonly Queue<Tcb> _events = new();
+    private readonly IpAddress[] _addresses;
 
     public NetStack(NetStackOptions options, IStackTracer? tracer = null)
     {
+        _addresses = options.Addresses.ToArray();
+        if (_addresses.Length == 0)
+            throw new ArgumentException("The stack needs at least one address.", nameof(options));
+        if (options.Mtu < Ipv6Packet.MinimumMtu && _addresses.Any(a => !a.IsV4))
+            throw new ArgumentException($"An IPv6 address needs an MTU of at least {Ipv6Packet.MinimumMtu} (RFC 8200 §5); got {options.Mtu}.", nameof(options));
         Options = options;
         Tracer = tracer;
         Transmit = new TransmitQueue(Math.Max(options.Mtu, 576));
@@ -35,6 +41,20 @@ public sealed class NetStack
 
     internal TcpLayer Tcp { get; }
     internal bool InSegmentArrival { get; private set; }
+
+    /// <summary>
+    /// An ICMPv6 Packet Too Big arrived about one of our TCP segments (RFC 4443 §3.2). Raised on the caller's thread
+    /// inside <see cref="Receive"/>; the handler must not throw. The stack itself does not change any MSS (yet).
+    /// </summary>
+    public event Action<PacketTooBigMessage>? PacketTooBig;
+
+    /// <summary>Whether <paramref name="address"/> is one of ours.</summary>
+    public bool IsLocalAddress(IpAddress address)
+    {
+        foreach (var a in _addresses)
+            if (a == address) return true;
+        return false;
+    }
 
     /// <summary>Live connections (every state but CLOSED), for diagnostics.</summary>
     public IReadOnlyCollection<Tcb> Connections => Tcp.Connections;
@@ -67,8 +87,15 @@ public sealed class NetStack
     /// the connection raises <see cref="ConnectionEvents.Established"/> or <see cref="ConnectionEvents.Closed"/>
     /// (refused, timed out).
     /// </summary>
-    public Tcb Connect(IpAddress remote, ushort port, ushort localPort = 0) =>
-        Tcp.Connect(Options.Address, remote, port, localPort);
+    public Tcb Connect(IpAddress remote, ushort port, ushort localPort = 0)
+    {
+        foreach (var local in Options.Addresses)
+        {
+            if (local.IsV4 == remote.IsV4)
+                return Tcp.Connect(local, remote, port, localPort);
+        }
+        throw new InvalidOperationException($"The stack has no {(remote.IsV4 ? "IPv4" : "IPv6")} address to connect to {remote} from.");
+    }
 
     /// <summary>
     /// One packet from the device. Never throws for any input: a malformed or unwanted packet is dropped and
@@ -111,18 +138,18 @@ public sealed class NetStack
         if (packet.IsEmpty)
             return DropReason.TooShort;
         if (packet[0] >> 4 == 6)
-            return DropReason.Ipv6NotSupported; // IPv6 comes later
+            return ReceiveIpv6(packet);
         if (packet[0] >> 4 != 4)
             return DropReason.BadIpVersion;
         if (!Ipv4Packet.TryParse(packet, out var ip, out var reason))
             return reason;
-        if (ip.Destination != Options.Address)
+        if (!IsLocalAddress(ip.Destination))
             return DropReason.NotForUs;
         if (ip.IsFragment)
             return DropReason.IpFragment; // reassembly is not supported; peers use PMTUD/DF
         return ip.Protocol switch
         {
-            IpProtocol.Tcp => SourceAddress.IsValidUnicast(ip.Source, Options.Address)
+            IpProtocol.Tcp => SourceAddress.IsValidUnicast(ip.Source, ip.Destination) && !IsLocalAddress(ip.Source)
                 ? Tcp.SegmentArrives(ip.Source, ip.Destination, ip.Payload)
                 : DropReason.BadSourceAddress,
             IpProtocol.Icmp => ReceiveIcmp(ip),
@@ -142,7 +169,7 @@ public sealed class NetStack
                 icmp.NextHopMtu, seq);
         }
         byte[] buffer = Transmit.Rent();
-        if (IcmpEchoResponder.TryBuildReply(ip, Options.Address, buffer, out int length, out var reason))
+        if (IcmpEchoResponder.TryBuildReply(ip, ip.Destination, buffer, out int length, out var reason))
         {
             Transmit.Enqueue(buffer, length);
             Counters.EchoRepliesSent++;
@@ -150,6 +177,59 @@ public sealed class NetStack
         }
         Transmit.Return(new OutgoingPacket(buffer, 0));
         return reason;
+    }
+
+    private DropReason ReceiveIpv6(ReadOnlySpan<byte> packet)
+    {
+        if (!Ipv6Packet.TryParse(packet, out var ip, out var reason))
+            return reason;
+        IpAddress destination = ip.Destination;
+        if (destination.IsV6Multicast)
+            return DropReason.MulticastDestination;
+        // IPv4-mapped addresses (RFC 4291 §2.5.5.2) stand for IPv4 nodes; in an IPv6 header one would compare equal
+        // to our IPv4 address (IpAddress holds IPv4 in that form), but it is not ours over IPv6.
+        if (destination.IsV4 || !IsLocalAddress(destination))
+            return DropReason.NotForUs;
+        IpAddress source = ip.Source;
+        if (source.IsV6Unspecified || source.IsV6Loopback || source.IsV6Multicast || source.IsV4 || IsLocalAddress(source))
+            return DropReason.BadSourceAddress;
+        return ip.Protocol switch
+        {
+            IpProtocol.Tcp => Tcp.SegmentArrives(source, destination, ip.Payload),
+            IpProtocol.IcmpV6 => ReceiveIcmpV6(ip),
+            _ => DropReason.UnknownNextHeader,
+        };
+    }
+
+    private DropReason ReceiveIcmpV6(in Ipv6Packet ip)
+    {
+        if (!IcmpV6Packet.TryParse(ip.Payload, ip.Source, ip.Destination, out var icmp, out var reason))
+            return reason;
+        if (icmp.IsEchoRequest)
+        {
+            byte[] buffer = Transmit.Rent();
+            if (IcmpV6EchoResponder.TryBuildReply(ip, icmp, buffer, out int length, out reason))
+            {
+                Transmit.Enqueue(buffer, length);
+                Counters.EchoRepliesSent++;
+                return DropReason.None;
+            }
+            Transmit.Return(new OutgoingPacket(buffer, 0));
+            return reason;
+        }
+        if (icmp.Type == IcmpV6Packet.TypePacketTooBig)
+        {
+            if (!PacketTooBigMessage.TryRead(ip, icmp, out var message, out reason))
+                return reason;
+            // Only a segment we sent can be too big (RFC 5927 §4.1 asks for more, which is the TCP layer's check).
+            if (!IsLocalAddress(message.Connection.LocalAddress))
+                return DropReason.BadQuotedPacket;
+            Counters.PacketTooBigReceived++;
+            PacketTooBig?.Invoke(message);
+            // RFC 8201 §4: the connection lowers its segment size (never below what 1280 allows).
+            return Tcp.PacketTooBigArrives(message.Connection, message.ReportedMtu, message.SequenceNumber);
+        }
+        return DropReason.UnsupportedIcmp;
     }
 
     /// <summary>

@@ -6,10 +6,26 @@ namespace TunStack;
 /// <summary>Configuration of one <see cref="NetStack"/>. Times are microseconds.</summary>
 public sealed class NetStackOptions
 {
-    /// <summary>Our IPv4 address (the stack answers for this address only).</summary>
-    public IpAddress Address { get; init; } = IpAddress.Parse("198.18.0.2");
+    /// <summary>
+    /// The addresses the stack answers for, IPv4 and IPv6 in any mix (default 198.18.0.2 and 2001:2::2). Packets to
+    /// any other address are dropped as <see cref="DropReason.NotForUs"/>; listeners accept on all of them.
+    /// </summary>
+    public IReadOnlyList<IpAddress> Addresses { get; init; } = [IpAddress.Parse("198.18.0.2"), IpAddress.Parse("2001:2::2")];
 
-    /// <summary>Largest IP datagram we send or accept; our MSS option is this minus 40 (RFC 9293 §3.7.1).</summary>
+    /// <summary>
+    /// Shorthand for a stack with one address: reading gives the first of <see cref="Addresses"/>, setting makes
+    /// it the only one.
+    /// </summary>
+    public IpAddress Address
+    {
+        get => Addresses[0];
+        init => Addresses = [value];
+    }
+
+    /// <summary>
+    /// Largest IP datagram we send or accept; our MSS option is this minus 40 over IPv4 and minus 60 over IPv6
+    /// (RFC 9293 §3.7.1). At least 1280 when an address is IPv6 (RFC 8200 §5).
+    /// </summary>
     public int Mtu { get; init; } = 1500;
 
     /// <summary>Maximum segment lifetime; TIME-WAIT lasts 2·MSL (RFC 9293 §3.4.2).</summary>

@@ -41,6 +41,8 @@ public sealed class StackCounters
     public long ConnectionsTimedOut;
     public long EchoRepliesSent;
     public long TimeWaitLimitReached;
+    /// <summary>ICMPv6 Packet Too Big messages about our TCP segments, reported through <see cref="NetStack.PacketTooBig"/>.</summary>
+    public long PacketTooBigReceived;
 
     /// <summary>Exceptions caught in a connection's timers or output (each aborted that connection).</summary>
     public long InternalErrors;

@@ -1,10 +1,41 @@
 namespace TunStack.Host;
 
 /// <summary>What the command line chose.</summary>
+/// <param name="Addresses">The stack's addresses, IPv4 and IPv6, as typed.</param>
+/// <param name="PcapFile">Where to write the packet capture, or null for none.</param>
+/// <param name="PcapLimitMegabytes">Size limit of the capture file in MB (10^6 bytes).</param>
 public sealed record HostOptions(
     string TunName,
-    string Address,
+    IReadOnlyList<string> Addresses,
     int Mtu,
     bool Trace,
     int MslMilliseconds,
-    int FinTimeoutMilliseconds = 60_000);
+    int FinTimeoutMilliseconds = 60_000,
+    string? PcapFile = null,
+    int PcapLimitMegabytes = 100);
+
+/// <summary>Checks what the command line chose before anything is opened.</summary>
+public static class HostOptionsCheck
+{
+    /// <summary>Why <paramref name="options"/> cannot work, or null when they can.</summary>
+    public static string? Problem(HostOptions options)
+    {
+        if (options.Mtu is < 576 or > 65535)
+            return "--mtu must be between 576 and 65535";
+        if (options.Addresses.Count == 0)
+            return "at least one --address is needed";
+        foreach (string text in options.Addresses)
+        {
+            if (!System.Net.IPAddress.TryParse(text, out var ip)
+                || ip.AddressFamily is not (System.Net.Sockets.AddressFamily.InterNetwork or System.Net.Sockets.AddressFamily.InterNetworkV6))
+                return $"--address must be an IPv4 or IPv6 address, got '{text}'";
+            if (ip.IsIPv4MappedToIPv6)
+                return $"--address {text}: give an IPv4 address in its own form, not IPv4-mapped";
+            if (ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && options.Mtu < 1280)
+                return $"--address {text}: IPv6 needs --mtu 1280 or more (RFC 8200 §5), got {options.Mtu}; give only IPv4 addresses for a smaller MTU";
+        }
+        if (options.PcapFile is not null && options.PcapLimitMegabytes < 1)
+            return "--pcap-limit must be at least 1 (MB)";
+        return null;
+    }
+}

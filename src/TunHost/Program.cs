@@ -8,16 +8,19 @@ var tun = new Option<string>("--tun")
     Description = "TUN interface to create, or to attach to if it exists (ip tuntap add dev NAME mode tun)",
     DefaultValueFactory = _ => "tun0",
 };
-var address = new Option<string>("--address")
+var address = new Option<string[]>("--address")
 {
-    HelpName = "ipv4",
-    Description = "IPv4 address the stack answers for (the kernel side uses another address on the same subnet)",
-    DefaultValueFactory = _ => "198.18.0.2",
+    HelpName = "ip",
+    Description = "Address the stack answers for, IPv4 or IPv6; repeat it for several " +
+        "(the kernel side uses another address on the same subnet) [default: 198.18.0.2 and 2001:2::2]",
+    DefaultValueFactory = _ => ["198.18.0.2", "2001:2::2"],
+    Arity = ArgumentArity.OneOrMore,
+    AllowMultipleArgumentsPerToken = false,
 };
 var mtu = new Option<int>("--mtu")
 {
     HelpName = "bytes",
-    Description = "Largest IP packet in bytes; the stack's MSS is this minus 40",
+    Description = "Largest IP packet in bytes; the stack's MSS is this minus 40 (IPv4) or 60 (IPv6). IPv6 needs 1280 or more",
     DefaultValueFactory = _ => 1500,
 };
 var trace = new Option<bool>("--trace")
@@ -29,6 +32,17 @@ var msl = new Option<int>("--msl")
     HelpName = "ms",
     Description = "Maximum segment lifetime in milliseconds; TIME-WAIT lasts twice this",
     DefaultValueFactory = _ => 30_000,
+};
+var pcap = new Option<string?>("--pcap")
+{
+    HelpName = "file",
+    Description = "Write every packet in and out to FILE in pcap format (raw IP); read it with tcpdump -r FILE or Wireshark",
+};
+var pcapLimit = new Option<int>("--pcap-limit")
+{
+    HelpName = "MB",
+    Description = "Stop capturing when the --pcap file would grow past this many megabytes (10^6 bytes)",
+    DefaultValueFactory = _ => 100,
 };
 
 var finTimeout = new Option<int>("--fin-timeout")
@@ -46,12 +60,15 @@ var root = new RootCommand(
     Examples:
       sudo ./run-linux.sh                     builds, makes namespace 'tunstack' with tun0, runs tunstack in it
       sudo ip netns exec tunstack curl http://198.18.0.2/
+      sudo ip netns exec tunstack curl -6 'http://[2001:2::2]/'
       sudo tunstack --tun tun0 --address 198.18.0.2 --trace
                                               attach to an existing tun0 (ip tuntap add dev tun0 mode tun;
                                               ip addr add 198.18.0.1/24 dev tun0; ip link set tun0 up)
+      sudo ./run-linux.sh --pcap /tmp/tunstack.pcap
+                                              then: tcpdump -r /tmp/tunstack.pcap -nn -vv
     """)
 {
-    tun, address, mtu, trace, msl, finTimeout,
+    tun, address, mtu, trace, msl, finTimeout, pcap, pcapLimit,
 };
 
 root.Subcommands.Add(FetchCommand.Create());
@@ -59,16 +76,11 @@ root.Subcommands.Add(FetchCommand.Create());
 root.SetAction(async (parse, cancellationToken) =>
 {
     var options = new HostOptions(
-        parse.GetValue(tun)!, parse.GetValue(address)!, parse.GetValue(mtu), parse.GetValue(trace), parse.GetValue(msl),
-        parse.GetValue(finTimeout));
-    if (options.Mtu is < 576 or > 65535)
+        parse.GetValue(tun)!, parse.GetValue(address)!.Distinct().ToArray(), parse.GetValue(mtu), parse.GetValue(trace),
+        parse.GetValue(msl), parse.GetValue(finTimeout), parse.GetValue(pcap), parse.GetValue(pcapLimit));
+    if (HostOptionsCheck.Problem(options) is { } problem)
     {
-        Console.Error.WriteLine("tunstack: --mtu must be between 576 and 65535");
-        return 2;
-    }
-    if (!System.Net.IPAddress.TryParse(options.Address, out var ip) || ip.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
-    {
-        Console.Error.WriteLine($"tunstack: --address must be an IPv4 address, got '{options.Address}'");
+        Console.Error.WriteLine($"tunstack: {problem}");
         return 2;
     }
 
@@ -82,7 +94,7 @@ root.SetAction(async (parse, cancellationToken) =>
     {
         return await new StackHost(options, console).RunAsync(stop.Token);
     }
-    catch (IOException e)
+    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
     {
         Console.Error.WriteLine($"tunstack: {e.Message}");
         return 1;

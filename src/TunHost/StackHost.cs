@@ -23,11 +23,21 @@ public sealed class StackHost
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        var address = IpAddress.Parse(_options.Address);
-        using var device = TunDevice.Open(_options.TunName, _options.Mtu);
+        var addresses = _options.Addresses.Select(IpAddress.Parse).ToArray();
+        using var tun = TunDevice.Open(_options.TunName, _options.Mtu);
+        await using var capture = OpenCapture();
+
+        // The device chain, from the event loop down to the TUN device:
+        //     EventLoop -> CapturingDevice (--pcap) -> impairment (--impair) -> TunDevice
+        // The capture wraps the impairment, so it records incoming packets after impairment and outgoing packets
+        // before it: exactly the packets the stack itself received and sent.
+        IPacketDevice device = tun;
+        if (capture is not null)
+            device = new CapturingDevice(device, capture);
+
         var stack = new NetStack(new NetStackOptions
         {
-            Address = address,
+            Addresses = addresses,
             Mtu = _options.Mtu,
             MslMicros = _options.MslMilliseconds * 1000L,
             FinWait2TimeoutMicros = _options.FinTimeoutMilliseconds * 1000L,
@@ -45,7 +55,9 @@ public sealed class StackHost
             acceptLoops.Add(AcceptLoopAsync(service, loop.Listen(service.Port), cancellationToken));
 
         loop.Start();
-        _console.WriteLine($"tunstack ready on {device.Name} {address} mtu {_options.Mtu}: " +
+        if (capture is not null)
+            _console.WriteLine($"tunstack: capturing every packet to {_options.PcapFile} (pcap, raw IP; limit {_options.PcapLimitMegabytes} MB)");
+        _console.WriteLine($"tunstack ready on {device.Name} {string.Join(", ", addresses)} mtu {_options.Mtu}: " +
             string.Join(", ", services.Select(s => $"{s.Name} {s.Port}")));
 
         try
@@ -54,6 +66,13 @@ public sealed class StackHost
         }
         catch (OperationCanceledException) { }
         loop.Stop();
+        if (capture is not null)
+        {
+            // Written out and flushed before we report: SIGINT and SIGTERM end up here too.
+            await capture.DisposeAsync().ConfigureAwait(false);
+            _console.WriteLine($"tunstack: {capture.PacketsWritten} packets written to {_options.PcapFile}" +
+                (capture.PacketsDropped > 0 ? $", {capture.PacketsDropped} not captured (queue full)" : ""));
+        }
         if (loop.Completion.IsFaulted)
         {
             _console.WriteLine($"tunstack: event loop failed: {loop.Completion.Exception!.InnerException}");
@@ -61,6 +80,14 @@ public sealed class StackHost
         }
         _console.WriteLine("tunstack stopped");
         return 0;
+    }
+
+    private PcapWriter? OpenCapture()
+    {
+        if (_options.PcapFile is not { } path)
+            return null;
+        return PcapWriter.Create(path, _options.PcapLimitMegabytes * 1_000_000L,
+            message => _console.WriteLine($"tunstack: --pcap {path}: {message}"));
     }
 
     private async Task AcceptLoopAsync(IConnectionService service, TcpListener listener, CancellationToken cancellationToken)

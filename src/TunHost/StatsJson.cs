@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using TunStack.Tcp;
+using TunStack.Wire;
 
 namespace TunStack.Host;
 
@@ -18,8 +19,8 @@ public static class StatsJson
             {
                 var t = tcb.Tuple;
                 json.WriteStartObject();
-                json.WriteString("local", $"{t.LocalAddress}:{t.LocalPort}");
-                json.WriteString("remote", $"{t.RemoteAddress}:{t.RemotePort}");
+                json.WriteString("local", Endpoint(t.LocalAddress, t.LocalPort));
+                json.WriteString("remote", Endpoint(t.RemoteAddress, t.RemotePort));
                 json.WriteString("state", tcb.State.ToString());
                 json.WriteString("rfcState", tcb.State.ToRfcName());
                 json.WriteNumber("sendQueued", tcb.BytesQueued);
@@ -65,6 +66,7 @@ public static class StatsJson
             json.WriteNumber("connectionsTimedOut", c.ConnectionsTimedOut);
             json.WriteNumber("echoRepliesSent", c.EchoRepliesSent);
             json.WriteNumber("timeWaitLimitReached", c.TimeWaitLimitReached);
+            json.WriteNumber("packetTooBigReceived", c.PacketTooBigReceived);
             json.WriteEndObject();
 
             json.WriteStartObject("drops");
@@ -75,4 +77,8 @@ public static class StatsJson
         }
         return Encoding.UTF8.GetString(stream.ToArray());
     }
+
+    /// <summary>address:port, with the IPv6 address in brackets (RFC 3986 §3.2.2).</summary>
+    private static string Endpoint(IpAddress address, ushort port) =>
+        address.IsV4 ? $"{address}:{port}" : $"[{address}]:{port}";
 }

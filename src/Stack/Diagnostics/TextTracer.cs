@@ -21,7 +21,7 @@ public sealed class TextTracer : IStackTracer
     public void OnSegment(in SegmentTraceRecord r) => _writer.WriteLine(Format(r, ref _origin));
 
     public void OnStateChange(long timeMicros, in FourTuple tuple, TcpState from, TcpState to, string cause) =>
-        _writer.WriteLine($"{Time(timeMicros, ref _origin)} --  {tuple.LocalAddress}:{tuple.LocalPort} <> {tuple.RemoteAddress}:{tuple.RemotePort} {cause}  {from.ToRfcName()} -> {to.ToRfcName()}");
+        _writer.WriteLine($"{Time(timeMicros, ref _origin)} --  {Endpoint(tuple.LocalAddress, tuple.LocalPort)} <> {Endpoint(tuple.RemoteAddress, tuple.RemotePort)} {cause}  {from.ToRfcName()} -> {to.ToRfcName()}");
 
     public void OnPacketDropped(long timeMicros, DropReason reason) =>
         _writer.WriteLine($"{Time(timeMicros, ref _origin)} in  packet dropped: {reason}");

@@ -4,7 +4,7 @@ using TunStack.Wire;
 namespace TunStack.Tcp;
 
 /// <summary>
-/// Builds outgoing TCP segments as complete IPv4 packets in pooled buffers — IP header, TCP header, options,
+/// Builds outgoing TCP segments as complete IPv4 or IPv6 packets in pooled buffers — IP header, TCP header, options,
 /// payload, checksums — and queues them for transmission. One copy of the payload, no allocation.
 /// </summary>
 internal sealed class SegmentSender
@@ -20,8 +20,8 @@ internal sealed class SegmentSender
     {
         var transmit = _stack.Transmit;
         byte[] buffer = transmit.Rent();
-        var ipHeader = buffer.AsSpan(0, Ipv4Packet.MinHeaderLength);
-        var tcp = buffer.AsSpan(Ipv4Packet.MinHeaderLength);
+        int ipHeaderLength = IpHeader.LengthFor(tuple.LocalAddress);
+        var tcp = buffer.AsSpan(ipHeaderLength);
 
         int optionsLength = options.WriteTo(tcp[TcpSegment.MinHeaderLength..]);
         int headerLength = TcpSegment.MinHeaderLength + optionsLength;
@@ -31,9 +31,9 @@ internal sealed class SegmentSender
         int payloadLength = payload.Length + payloadContinued.Length;
         int segmentLength = headerLength + payloadLength;
         TcpSegment.WriteChecksum(tcp[..segmentLength], tuple.LocalAddress, tuple.RemoteAddress);
-        Ipv4Packet.WriteHeader(ipHeader, tuple.LocalAddress, tuple.RemoteAddress, IpProtocol.Tcp, segmentLength, _ipIdentification++);
+        IpHeader.Write(buffer, tuple.LocalAddress, tuple.RemoteAddress, IpProtocol.Tcp, segmentLength, _ipIdentification++);
 
-        transmit.Enqueue(buffer, Ipv4Packet.MinHeaderLength + segmentLength);
+        transmit.Enqueue(buffer, ipHeaderLength + segmentLength);
         _stack.Counters.SegmentsSent++;
         if ((flags & TcpFlags.Rst) != 0) _stack.Counters.ResetsSent++;
 

@@ -156,6 +156,15 @@ public sealed partial class Tcb
         return DropReason.None;
     }
 
+    /// <summary>RFC 8201 §4: an ICMPv6 Packet Too Big quoting a segment in flight (RFC 5927 §4.1) lowers the MSS.</summary>
+    internal DropReason PacketTooBigArrives(ushort mtu, SeqNumber seq)
+    {
+        if (!(SndUna <= seq && seq < SndNxt))
+            return DropReason.IcmpOutOfWindow;
+        PathMtuDecreased(mtu);
+        return DropReason.None;
+    }
+
     /// <summary>
     /// RFC 1191 §6: the path cannot carry our segments. Lower the segment size to fit the reported MTU (or the next
     /// plateau below the current one when the router did not say, §5), split what is in flight to the new size and send
@@ -163,10 +172,12 @@ public sealed partial class Tcb
     /// </summary>
     private void PathMtuDecreased(ushort reportedMtu)
     {
-        int currentMtu = SendMss + Ipv4Packet.MinHeaderLength + TcpSegment.MinHeaderLength;
+        int ipHeader = IpHeader.LengthFor(Tuple.LocalAddress);
+        int currentMtu = SendMss + ipHeader + TcpSegment.MinHeaderLength;
         int mtu = reportedMtu != 0 ? reportedMtu : NextLowerPlateau(currentMtu);
-        mtu = Math.Max(mtu, MinimumPathMtu); // RFC 1191 §3 allows ignoring absurd values; Linux's floor is 552
-        int mss = mtu - Ipv4Packet.MinHeaderLength - TcpSegment.MinHeaderLength;
+        // RFC 1191 §3 allows ignoring absurd values (Linux's floor for IPv4 is 552); IPv6 links carry 1280 (RFC 8201 §4).
+        mtu = Math.Max(mtu, Tuple.LocalAddress.IsV4 ? MinimumPathMtu : 1280);
+        int mss = mtu - ipHeader - TcpSegment.MinHeaderLength;
         if (mss >= SendMss)
             return;
         SendMss = Math.Max(MinimumMss, mss);

@@ -136,7 +136,7 @@ public sealed partial class Tcb
     private void NegotiateFromSynAck(in TcpOptions peer)
     {
         var o = _stack.Options;
-        PeerMss = peer.Mss ?? 536; // MUST-15
+        PeerMss = peer.Mss ?? DefaultPeerMss; // MUST-15
         SendMss = Math.Max(MinimumMss, Math.Min((int)PeerMss, LocalMss));
         if (peer.WindowScale is byte shift)
         {

@@ -92,9 +92,9 @@ public sealed partial class Tcb
     private void NegotiateOptions(in TcpOptions peer)
     {
         var o = _stack.Options;
-        // RFC 9293 §3.7.1 (MUST-15): without an MSS option assume 536 for IPv4. A nonsensical MSS (0, 1, ...) is
-        // raised to 88 bytes as Linux does (TCP_MIN_MSS), so every segment still carries data.
-        PeerMss = peer.Mss ?? 536;
+        // RFC 9293 §3.7.1 (MUST-15): without an MSS option assume 536 for IPv4 and 1220 for IPv6. A nonsensical MSS
+        // (0, 1, ...) is raised to 88 bytes as Linux does (TCP_MIN_MSS), so every segment still carries data.
+        PeerMss = peer.Mss ?? DefaultPeerMss;
         SendMss = Math.Max(MinimumMss, Math.Min((int)PeerMss, LocalMss));
 
         // RFC 7323 §2.2-2.3: scaling is used only if both SYNs carry the option; a shift above 14 is taken as 14.
@@ -112,6 +112,9 @@ public sealed partial class Tcb
             _tsRecentTime = Now;
         }
     }
+
+    /// <summary>MUST-15: the MSS to assume when the peer sends no MSS option.</summary>
+    private ushort DefaultPeerMss => Tuple.RemoteAddress.IsV4 ? (ushort)536 : (ushort)1220;
 
     /// <summary>The smallest segment size we send with, whatever the peer's MSS option says (Linux's TCP_MIN_MSS).</summary>
     internal const int MinimumMss = 88;

@@ -35,7 +35,8 @@ public sealed partial class Tcb
         _sendBuffer = new ByteRing(o.SendBufferSize, stack.Buffers);
         _receiveBuffer = new ByteRing(o.ReceiveBufferSize, stack.Buffers);
         _rto = new RtoEstimator(o.InitialRtoMicros, o.MinRtoMicros, o.MaxRtoMicros);
-        LocalMss = (ushort)Math.Min(ushort.MaxValue, o.Mtu - Ipv4Packet.MinHeaderLength - TcpSegment.MinHeaderLength);
+        // RFC 9293 §3.7.1: the MTU less the fixed IP and TCP headers, 40 bytes over IPv4 and 60 over IPv6 (RFC 8200 §3).
+        LocalMss = (ushort)Math.Min(ushort.MaxValue, o.Mtu - IpHeader.LengthFor(tuple.LocalAddress) - TcpSegment.MinHeaderLength);
         NoDelay = o.NoDelay;
         _keepAlive = o.KeepAlive;
     }

@@ -107,7 +107,7 @@ internal sealed partial class TcpLayer
     {
         var o = _stack.Options;
         var peerIsn = new SeqNumber(seg.SequenceNumber);
-        var cookie = _cookies.Create(tuple, peerIsn, peer.Mss ?? 536, _stack.Now);
+        var cookie = _cookies.Create(tuple, peerIsn, peer.Mss ?? (tuple.RemoteAddress.IsV4 ? (ushort)536 : (ushort)1220), _stack.Now);
         var options = new TcpOptions { Mss = LocalMss(tuple) };
         bool timestamps = peer.HasTimestamps && o.Timestamps;
         if (timestamps)
@@ -133,7 +133,7 @@ internal sealed partial class TcpLayer
     private ushort CookieWindow => (ushort)Math.Min(_stack.Options.ReceiveBufferSize, ushort.MaxValue);
 
     private ushort LocalMss(in FourTuple tuple) =>
-        (ushort)Math.Min(ushort.MaxValue, _stack.Options.Mtu - Ipv4Packet.MinHeaderLength - TcpSegment.MinHeaderLength);
+        (ushort)Math.Min(ushort.MaxValue, _stack.Options.Mtu - IpHeader.LengthFor(tuple.LocalAddress) - TcpSegment.MinHeaderLength);
 
     /// <summary>
     /// An ACK to a listener: if cookies were sent lately and this ACK returns a valid one, the connection is rebuilt

@@ -130,6 +130,14 @@ internal sealed partial class TcpLayer
         return tcb.IcmpErrorArrives(type, code, nextHopMtu, new SeqNumber(sequence));
     }
 
+    /// <summary>An ICMPv6 Packet Too Big about a segment of ours (RFC 8201).</summary>
+    public DropReason PacketTooBigArrives(in FourTuple tuple, uint mtu, uint sequence)
+    {
+        if (!_connections.TryGetValue(tuple, out var tcb))
+            return DropReason.IcmpNoConnection;
+        return tcb.PacketTooBigArrives((ushort)Math.Min(mtu, ushort.MaxValue), new SeqNumber(sequence));
+    }
+
     private void TraceNoConnection(in FourTuple tuple, in TcpSegment seg, in TcpOptions options, TcpState state, DropReason drop) =>
         TraceWithoutConnection(TraceDirection.In, tuple, seg.SequenceNumber, seg.AcknowledgmentNumber, seg.Flags,
             seg.Window, seg.Payload.Length, options, new DetachedTrace(state), drop);

@@ -10,6 +10,7 @@ public enum DropReason
     BadIpHeaderLength,
     BadIpTotalLength,
     BadIpChecksum,
+    /// <summary>A fragment: IPv4 MF or a fragment offset, or an IPv6 Fragment header that is not atomic. No reassembly.</summary>
     IpFragment,
     NotForUs,
     UnsupportedProtocol,
@@ -28,10 +29,34 @@ public enum DropReason
     // Appended: ICMP echo responder
     /// <summary>The caller's output buffer cannot hold the reply.</summary>
     BufferTooSmall,
-    /// <summary>The source is not a valid unicast address (RFC 1122 §3.2.1.3): 0/8, 127/8, multicast, broadcast, or ours.</summary>
+    /// <summary>
+    /// The source is not a valid unicast address: for IPv4 (RFC 1122 §3.2.1.3) 0/8, 127/8, multicast, broadcast;
+    /// for IPv6 (RFC 4291 §2.5.2, §2.5.3, §2.5.5.2, §2.7) ::, ::1, ff00::/8, ::ffff:0:0/96; or one of ours.
+    /// </summary>
     BadSourceAddress,
-    /// <summary>An IPv6 packet: not handled yet (the kernel sends router and neighbour solicitations on link up).</summary>
-    Ipv6NotSupported,
+    /// <summary>IPv6: the Payload Length runs past the end of the packet (RFC 8200 §3).</summary>
+    BadIpv6PayloadLength,
+    /// <summary>
+    /// IPv6: an extension header runs past the payload, an option runs past its header, or a Hop-by-Hop Options
+    /// header is not the first (RFC 8200 §4).
+    /// </summary>
+    BadIpv6ExtensionHeader,
+    /// <summary>IPv6: an option we do not recognise whose type says "discard the packet" (RFC 8200 §4.2), e.g. Jumbo Payload.</summary>
+    Ipv6UnrecognizedOption,
+    /// <summary>IPv6: a Routing header with Segments Left above zero asks us to forward the packet; a host does not (RFC 8200 §4.4).</summary>
+    RoutingHeaderSegmentsLeft,
+    /// <summary>
+    /// IPv6: the last Next Header is neither an extension header we walk nor TCP or ICMPv6 (RFC 8200 §4:
+    /// "unrecognized Next Header"), e.g. UDP, ESP, AH or No Next Header.
+    /// </summary>
+    UnknownNextHeader,
+    /// <summary>
+    /// IPv6: sent to a multicast group; the stack joins none. On link up the kernel sends router solicitations
+    /// (ff02::2), MLD reports (ff02::16) and duplicate address detection (solicited-node groups) to these.
+    /// </summary>
+    MulticastDestination,
+    /// <summary>An ICMP error quotes a packet we cannot have sent: too short to show the TCP ports, or not from our address.</summary>
+    BadQuotedPacket,
     /// <summary>Processing the packet hit a bug in the stack; the exception is kept in <c>StackCounters.LastInternalError</c>.</summary>
     InternalError,
     /// <summary>A segment with a timestamp older than the connection's latest (RFC 7323 §5, PAWS): an old duplicate.</summary>

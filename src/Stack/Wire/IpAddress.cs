@@ -21,6 +21,15 @@ public readonly struct IpAddress : IEquatable<IpAddress>
 
     public bool IsV4 => _high == 0 && (_low & 0xFFFF_FFFF_0000_0000UL) == V4MappedPrefix;
 
+    /// <summary>The IPv6 unspecified address :: (RFC 4291 §2.5.2).</summary>
+    public bool IsV6Unspecified => _high == 0 && _low == 0;
+
+    /// <summary>The IPv6 loopback address ::1 (RFC 4291 §2.5.3).</summary>
+    public bool IsV6Loopback => _high == 0 && _low == 1;
+
+    /// <summary>An IPv6 multicast address, ff00::/8 (RFC 4291 §2.7).</summary>
+    public bool IsV6Multicast => _high >> 56 == 0xFF;
+
     /// <summary>The IPv4 address as a host-order 32-bit number (only meaningful when <see cref="IsV4"/>).</summary>
     public uint V4Value => (uint)_low;
 

@@ -3,11 +3,14 @@ using TunStack.Wire;
 
 namespace TunStack.Tests.Tcp;
 
-/// <summary>An outgoing segment as the test sees it, copied out of the packet.</summary>
+/// <summary>An outgoing segment as the test sees it, copied out of the packet (IPv4 or IPv6).</summary>
 public sealed record Seg(
     IpAddress Source, IpAddress Destination, ushort SourcePort, ushort DestinationPort,
     uint Seq, uint Ack, TcpFlags Flags, ushort Window, byte[] Payload, TcpOptions Options)
 {
+    /// <summary>Length of the whole IP packet that carried the segment.</summary>
+    public int PacketLength { get; init; }
+
     public bool Is(TcpFlags flags) => Flags == flags;
     public override string ToString() => $"{Flags.ToShortString()} seq {Seq} ack {Ack} win {Window} len {Payload.Length}";
 }
@@ -20,6 +23,8 @@ public sealed class ScriptedPeer
 {
     public static readonly IpAddress StackAddress = IpAddress.Parse("198.18.0.2");
     public static readonly IpAddress PeerAddress = IpAddress.Parse("198.18.0.1");
+    public static readonly IpAddress StackAddress6 = IpAddress.Parse("2001:2::2");
+    public static readonly IpAddress PeerAddress6 = IpAddress.Parse("2001:2::1");
     public static readonly byte[] FixedSecret = Enumerable.Range(1, 16).Select(i => (byte)i).ToArray();
 
     public ScriptedPeer(NetStackOptions? options = null)
@@ -29,7 +34,7 @@ public sealed class ScriptedPeer
 
     public static NetStackOptions DefaultOptions(long mslMicros = 1_000_000, int receiveBuffer = 65536, int sendBuffer = 65536) => new()
     {
-        Address = StackAddress,
+        Addresses = [StackAddress, StackAddress6],
         Mtu = 1500,
         MslMicros = mslMicros,
         ReceiveBufferSize = receiveBuffer,
@@ -44,9 +49,13 @@ public sealed class ScriptedPeer
     public List<Seg> Send(ushort sourcePort, ushort destinationPort, uint seq, uint ack, TcpFlags flags,
         ReadOnlySpan<byte> payload = default, ushort window = 65535, TcpOptions options = default, IpAddress? source = null)
     {
-        Stack.Receive(BuildPacket(source ?? PeerAddress, StackAddress, sourcePort, destinationPort, seq, ack, flags, window, options, payload), Now);
+        var from = source ?? PeerAddress;
+        Stack.Receive(BuildPacket(from, StackAddressFor(from), sourcePort, destinationPort, seq, ack, flags, window, options, payload), Now);
         return Poll();
     }
+
+    /// <summary>Our address of the same family as <paramref name="peer"/>.</summary>
+    public static IpAddress StackAddressFor(IpAddress peer) => peer.IsV4 ? StackAddress : StackAddress6;
 
     /// <summary>Moves the clock forward and returns what the stack sent because of it (timers).</summary>
     public List<Seg> Advance(long micros)
@@ -75,27 +84,48 @@ public sealed class ScriptedPeer
 
     public static Seg Parse(ReadOnlySpan<byte> packet)
     {
-        Assert.True(Ipv4Packet.TryParse(packet, out var ip, out var reason), $"bad IPv4 from the stack: {reason}");
-        Assert.Equal(IpProtocol.Tcp, ip.Protocol);
-        Assert.True(TcpSegment.TryParse(ip.Payload, out var tcp, out reason), $"bad TCP from the stack: {reason}");
-        Assert.True(tcp.VerifyChecksum(ip.Source, ip.Destination), "bad TCP checksum from the stack");
+        IpAddress source, destination;
+        ReadOnlySpan<byte> segment;
+        DropReason reason;
+        if (packet[0] >> 4 == 6)
+        {
+            Assert.True(Ipv6Packet.TryParse(packet, out var ip6, out reason), $"bad IPv6 from the stack: {reason}");
+            Assert.Equal(0, ip6.ExtensionHeadersLength);
+            Assert.Equal(64, ip6.HopLimit);
+            Assert.Equal(packet.Length, ip6.TotalLength);
+            Assert.Equal(IpProtocol.Tcp, ip6.Protocol);
+            source = ip6.Source;
+            destination = ip6.Destination;
+            segment = ip6.Payload;
+        }
+        else
+        {
+            Assert.True(Ipv4Packet.TryParse(packet, out var ip, out reason), $"bad IPv4 from the stack: {reason}");
+            Assert.Equal(IpProtocol.Tcp, ip.Protocol);
+            source = ip.Source;
+            destination = ip.Destination;
+            segment = ip.Payload;
+        }
+        Assert.True(TcpSegment.TryParse(segment, out var tcp, out reason), $"bad TCP from the stack: {reason}");
+        Assert.True(tcp.VerifyChecksum(source, destination), "bad TCP checksum from the stack");
         Assert.True(TcpOptions.TryParse(tcp.Options, out var options));
-        return new Seg(ip.Source, ip.Destination, tcp.SourcePort, tcp.DestinationPort, tcp.SequenceNumber,
-            tcp.AcknowledgmentNumber, tcp.Flags, tcp.Window, tcp.Payload.ToArray(), options);
+        return new Seg(source, destination, tcp.SourcePort, tcp.DestinationPort, tcp.SequenceNumber,
+            tcp.AcknowledgmentNumber, tcp.Flags, tcp.Window, tcp.Payload.ToArray(), options) { PacketLength = packet.Length };
     }
 
     public static byte[] BuildPacket(IpAddress source, IpAddress destination, ushort sourcePort, ushort destinationPort,
         uint seq, uint ack, TcpFlags flags, ushort window, TcpOptions options, ReadOnlySpan<byte> payload)
     {
-        var buffer = new byte[20 + 60 + payload.Length];
-        var tcp = buffer.AsSpan(20);
+        int ipHeaderLength = IpHeader.LengthFor(source);
+        var buffer = new byte[ipHeaderLength + 60 + payload.Length];
+        var tcp = buffer.AsSpan(ipHeaderLength);
         int optionsLength = options.WriteTo(tcp[20..]);
         TcpSegment.WriteHeader(tcp, sourcePort, destinationPort, seq, ack, flags, window, optionsLength);
         payload.CopyTo(tcp[(20 + optionsLength)..]);
         int segmentLength = 20 + optionsLength + payload.Length;
         TcpSegment.WriteChecksum(tcp[..segmentLength], source, destination);
-        Ipv4Packet.WriteHeader(buffer, source, destination, IpProtocol.Tcp, segmentLength, 1);
-        return buffer[..(20 + segmentLength)];
+        IpHeader.Write(buffer, source, destination, IpProtocol.Tcp, segmentLength, 1);
+        return buffer[..(ipHeaderLength + segmentLength)];
     }
 }
 
@@ -104,9 +134,11 @@ public sealed class ScriptedConnection
 {
     public const ushort ClientPort = 40000;
 
-    public ScriptedConnection(ScriptedPeer peer, ushort serverPort = 80, uint clientIsn = 1000, ushort clientPort = ClientPort)
+    public ScriptedConnection(ScriptedPeer peer, ushort serverPort = 80, uint clientIsn = 1000, ushort clientPort = ClientPort,
+        IpAddress? clientAddress = null)
     {
         Peer = peer;
+        ClientAddress = clientAddress ?? ScriptedPeer.PeerAddress;
         ServerPort = serverPort;
         ClientPortNumber = clientPort;
         ClientIsn = clientIsn;
@@ -115,6 +147,9 @@ public sealed class ScriptedConnection
 
     public ScriptedPeer Peer { get; }
     public ushort ServerPort { get; }
+    /// <summary>The peer's address; its family decides whether the connection runs over IPv4 or IPv6.</summary>
+    public IpAddress ClientAddress { get; }
+    public IpAddress ServerAddress => ScriptedPeer.StackAddressFor(ClientAddress);
     public ushort ClientPortNumber { get; }
     public uint ClientIsn { get; }
     /// <summary>The peer's next sequence number.</summary>
@@ -123,11 +158,11 @@ public sealed class ScriptedConnection
     /// <summary>The next sequence number the peer expects from the stack.</summary>
     public uint ServerNxt { get; set; }
 
-    public FourTuple Tuple => new(ScriptedPeer.StackAddress, ServerPort, ScriptedPeer.PeerAddress, ClientPortNumber);
+    public FourTuple Tuple => new(ServerAddress, ServerPort, ClientAddress, ClientPortNumber);
     public Tcb? Tcb => Peer.Stack.FindConnection(Tuple);
 
     public List<Seg> Send(uint seq, uint ack, TcpFlags flags, ReadOnlySpan<byte> payload = default, ushort window = 65535, TcpOptions options = default) =>
-        Peer.Send(ClientPortNumber, ServerPort, seq, ack, flags, payload, window, options);
+        Peer.Send(ClientPortNumber, ServerPort, seq, ack, flags, payload, window, options, ClientAddress);
 
     /// <summary>Sends the SYN; returns the stack's answer.</summary>
     public List<Seg> SendSyn(TcpOptions? options = null, ushort window = 65535)

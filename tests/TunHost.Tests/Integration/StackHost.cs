@@ -14,9 +14,9 @@ public enum DeviceMode
 
 /// <summary>
 /// The <c>tunstack</c> program running in a namespace:
-/// <c>ip netns exec NS dotnet tunstack.dll --tun tun0 --address 198.18.0.2 --msl 200 [extra]</c>.
+/// <c>ip netns exec NS dotnet tunstack.dll --tun tun0 --address 198.18.0.2 --address 2001:2::2 --msl 200 [extra]</c>.
 /// Start returns once the host printed a line beginning with <c>tunstack ready</c> and the kernel side of
-/// tun0 is configured (198.18.0.1/24, up). Dispose sends SIGINT, waits up to 5 s, then kills; it asserts
+/// tun0 is configured (198.18.0.1/24 and 2001:2::1/64 without duplicate address detection, up). Dispose sends SIGINT, waits up to 5 s, then kills; it asserts
 /// nothing, and writes the captured log to the test output.
 /// </summary>
 public sealed class StackHost : IAsyncDisposable
@@ -24,6 +24,8 @@ public sealed class StackHost : IAsyncDisposable
     public const string Device = "tun0";
     public const string PeerAddress = "198.18.0.1";
     public const string StackAddress = "198.18.0.2";
+    public const string PeerAddress6 = "2001:2::1";
+    public const string StackAddress6 = "2001:2::2";
     public const string ReadyPrefix = "tunstack ready";
 
     public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(30);
@@ -70,7 +72,7 @@ public sealed class StackHost : IAsyncDisposable
 
         string[] command =
         [
-            DotnetPath, HostDll, "--tun", Device, "--address", StackAddress, "--msl", "200", .. extraArgs,
+            DotnetPath, HostDll, "--tun", Device, "--address", StackAddress, "--address", StackAddress6, "--msl", "200", .. extraArgs,
         ];
         var process = ns.Start(command);
         var host = new StackHost(ns, process, mode, output);
@@ -87,7 +89,7 @@ public sealed class StackHost : IAsyncDisposable
 
             if (mode == DeviceMode.Create)
                 await ConfigureKernelSideAsync(ns);
-            process.Note($"kernel side of {Device} configured ({PeerAddress}/24, up); {mode} mode");
+            process.Note($"kernel side of {Device} configured ({PeerAddress}/24, {PeerAddress6}/64, up); {mode} mode");
             return host;
         }
         catch
@@ -128,6 +130,8 @@ public sealed class StackHost : IAsyncDisposable
     private static async Task ConfigureKernelSideAsync(NetNamespace ns)
     {
         await ns.IpAsync("addr", "add", PeerAddress + "/24", "dev", Device);
+        // nodad: usable at once (no tentative state); a point-to-point TUN link has no neighbour discovery.
+        await ns.IpAsync("-6", "addr", "add", PeerAddress6 + "/64", "dev", Device, "nodad");
         await ns.IpAsync("link", "set", Device, "up");
     }
 }

@@ -14,8 +14,11 @@ namespace TunStack.Tcp.Listen;
 /// </summary>
 internal sealed class SynCookies
 {
-    /// <summary>The MSS values a cookie can carry (Linux's msstab for IPv4).</summary>
+    /// <summary>The MSS values a cookie can carry (Linux's msstab for IPv4, and for IPv6: 1280, 1480, 1500, 9000 less 60).</summary>
     public static ReadOnlySpan<ushort> MssTable => [536, 1300, 1440, 1460];
+    public static ReadOnlySpan<ushort> MssTableIpv6 => [1220, 1420, 1440, 8940];
+
+    private static ReadOnlySpan<ushort> TableFor(in FourTuple tuple) => tuple.RemoteAddress.IsV4 ? MssTable : MssTableIpv6;
 
     public const int MaxAgeMinutes = 2;
     private const long MicrosPerMinute = 60_000_000;
@@ -38,10 +41,11 @@ internal sealed class SynCookies
     public SeqNumber Create(in FourTuple tuple, SeqNumber peerIsn, ushort peerMss, long nowMicros)
     {
         uint minute = (uint)(nowMicros / MicrosPerMinute);
+        var table = TableFor(tuple);
         int index = 0;
-        for (int i = MssTable.Length - 1; i >= 0; i--)
+        for (int i = table.Length - 1; i >= 0; i--)
         {
-            if (MssTable[i] <= peerMss)
+            if (table[i] <= peerMss)
             {
                 index = i;
                 break;
@@ -65,9 +69,10 @@ internal sealed class SynCookies
             return false;
         uint made = unchecked(minute - age);
         uint index = unchecked(value - Hash(tuple, made, 2)) & 0xFFFFFF;
-        if (index >= (uint)MssTable.Length)
+        var table = TableFor(tuple);
+        if (index >= (uint)table.Length)
             return false;
-        mss = MssTable[(int)index];
+        mss = table[(int)index];
         return true;
     }
 
