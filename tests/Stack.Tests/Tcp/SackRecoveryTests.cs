@@ -311,6 +311,31 @@ public class SackRecoveryTests
     }
 
     /// <summary>
+    /// RFC 8985 §7.2: without an RTT sample, "PTO = 1 sec" (the delayed-ACK allowance belongs to the SRTT branch). Here the
+    /// SYN-ACK had to be retransmitted, so the handshake gave no sample (Karn) and the RTO is 3 s (RFC 6298 §5.7): the
+    /// probe comes after exactly 1 s.
+    /// </summary>
+    [Fact]
+    public void Loss_probe_without_an_rtt_sample_fires_after_one_second()
+    {
+        var peer = new ScriptedPeer();
+        peer.Stack.Listen(80);
+        var c = new ScriptedConnection(peer, clientPort: IssLowerHalfPort);
+        var synAck = Assert.Single(c.SendSyn(c.SynOptions()));
+        Assert.Equal(synAck.Seq, Assert.Single(peer.Advance(1_000_000)).Seq); // the SYN-ACK again
+        c.Timestamps = true;
+        Assert.Empty(c.SendAck());
+        var tcb = c.Tcb!;
+        Assert.Equal(3_000_000, tcb.CurrentRtoMicros);
+
+        tcb.Send(new byte[Mss]);
+        Assert.Single(peer.Poll());
+        Assert.Empty(peer.Advance(1_000_000 - 1));
+        Assert.Equal([0], Indices(c, peer.Advance(1)));
+        Assert.Equal(1, peer.Stack.Counters.LossProbes);
+    }
+
+    /// <summary>
     /// RFC 6298 §5.4-5.6 and RFC 8985 §6.3 / RFC 6675 §5.1: on the retransmission timeout everything not SACKed is lost,
     /// cwnd is one segment (RFC 5681 §3.1), ssthresh is β·cwnd (RFC 9438 §4.8; cwnd was 10136 in recovery), and sending
     /// restarts from the first segment; SACKed segments are not sent again.

@@ -107,6 +107,8 @@ public sealed partial class ScriptedConnection
     public static (ScriptedConnection Connection, Tcb Tcb, Seg Syn) ConnectFromStack(ScriptedPeer peer, ushort peerPort = 80,
         uint peerIsn = 9000)
     {
+        // The stack's clock is the time of its latest Receive or Poll; bring it to now before connecting.
+        peer.Stack.Poll(peer.Now);
         var tcb = peer.Stack.Connect(ScriptedPeer.PeerAddress, peerPort);
         var syn = Assert.Single(peer.Poll());
         Assert.Equal(TcpFlags.Syn, syn.Flags);
