@@ -179,6 +179,19 @@ public class ReassemblyTests
         Assert.Equal(TcpState.CloseWait, tcb.State);
     }
 
+    /// <summary>RFC 2018 §4: SACK blocks go in every ACK while data is held out of order, data segments included.</summary>
+    [Fact]
+    public void Data_sent_while_holding_out_of_order_data_carries_the_sack_blocks()
+    {
+        var (peer, c, tcb) = Connected();
+        c.SendAt(1000, 1000);
+        tcb.Send(new byte[100]);
+        var data = Assert.Single(peer.Poll());
+        Assert.Equal(100, data.Payload.Length);
+        Assert.Equal(c.PeerSeq(0), data.Ack);
+        Assert.Equal([(1000, 2000)], c.PeerSackBlocks(data));
+    }
+
     /// <summary>
     /// GUIDE §7: segments delivered in one batch (several Receive calls, one Poll) must each get their duplicate ACK
     /// (RFC 5681 §4.2), not one ACK for the batch, or the sender never sees three duplicates.

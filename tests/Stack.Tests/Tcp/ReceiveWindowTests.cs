@@ -70,6 +70,21 @@ public class ReceiveWindowTests
         Assert.Equal(c.PeerSeq(5556), closed.Ack);
     }
 
+    /// <summary>RFC 9293 §3.10.7.4: a segment that runs past the window is trimmed to it; the rest is the peer's to resend.</summary>
+    [Fact]
+    public void Segment_running_past_the_window_keeps_only_what_fits()
+    {
+        var peer = new ScriptedPeer(ScriptedPeer.DefaultOptions(receiveBuffer: 4096));
+        peer.Stack.Listen(80);
+        var c = new ScriptedConnection(peer);
+        var tcb = c.EstablishWith(sack: false, timestamps: false);
+        var ack = Assert.Single(c.SendAt(0, 5000, TcpFlags.Ack | TcpFlags.Fin));
+        Assert.Equal(c.PeerSeq(4096), ack.Ack);            // the FIN was past the window too: not taken
+        Assert.Equal((ushort)0, ack.Window);
+        Assert.Equal(TcpState.Established, tcb.State);
+        Assert.Equal(ScriptedConnection.Pattern(0, 4096), ScriptedConnection.ReadAll(tcb));
+    }
+
     private enum Step { Deliver, Old, Read, Wait }
 
     /// <summary>

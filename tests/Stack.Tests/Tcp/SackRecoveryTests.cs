@@ -102,12 +102,13 @@ public class SackRecoveryTests
     }
 
     /// <summary>
-    /// Recovery ends when the cumulative ACK reaches the recovery point (SND.NXT when it began, RFC 6675 §5 (A)), and the
-    /// window is then ssthresh: 0.7 × the 10 segments at the loss (RFC 9438 §4.6), as RFC 6937 means PRR to end and RFC
-    /// 5681 §3.2 step 6 ("set cwnd to ssthresh") and RFC 6582 §3.2 step 3 say for the ACK that ends recovery.
+    /// Recovery ends when the cumulative ACK reaches the recovery point (SND.NXT when it began, RFC 6675 §5 (A)) and the
+    /// window continues from ssthresh = 0.7 × the 10 segments at the loss (RFC 9438 §4.6). The ACK that ends recovery
+    /// delivers segment 0 and is the first of congestion avoidance (as in Linux): a new CUBIC epoch starting at 7
+    /// segments, in the Reno-friendly region at t = 0 (§4.3), W_est = 7 + α·1/7 = 7.0756 segments = 10245 bytes.
     /// </summary>
     [Fact]
-    public void Recovery_ends_when_the_recovery_point_is_acknowledged_with_cwnd_at_ssthresh()
+    public void Recovery_ends_when_the_recovery_point_is_acknowledged_and_continues_from_ssthresh()
     {
         var (peer, c, tcb) = Sending(30);
         peer.Now += Rtt;
@@ -116,19 +117,21 @@ public class SackRecoveryTests
         peer.Now += Ms; // the rest arrive 1 ms later: the retransmission goes out after segments 10 and 11
         Assert.Equal([0], Indices(c, Sack(c, 0, (1, 4))));
         for (int k = 5; k <= 10; k++) Sack(c, 0, (1, k));
-        Assert.True(tcb.InRecovery);
 
-        // One round trip later: 10 and 11 arrive, then the retransmission of 0 fills the hole. The recovery point was
-        // SND.NXT at the start of recovery, the end of segment 11.
+        // One round trip later: 10 and 11 arrive, then the retransmission of 0 fills the hole. The recovery point is
+        // the end of segment 11.
         peer.Now += Rtt - Ms;
         Sack(c, 0, (1, 11));
         Sack(c, 0, (1, 12));
+        Assert.True(tcb.InRecovery);
+        Assert.Equal(10136, tcb.CongestionWindow);       // PRR has brought the window down to ssthresh
         peer.Now += Ms;
         Sack(c, 12);
 
         Assert.False(tcb.InRecovery, peer.Trace);
         Assert.Equal(10136, tcb.SlowStartThreshold);
-        Assert.Equal(10136, tcb.CongestionWindow);
+        double alpha = 3 * (1 - 0.7) / (1 + 0.7);
+        Assert.Equal((long)((7 + alpha / 7) * Mss), tcb.CongestionWindow);
         Assert.Equal(1, peer.Stack.Counters.FastRecoveries);
         Assert.Equal(1, peer.Stack.Counters.Retransmissions);
     }
