@@ -87,8 +87,9 @@ public sealed class NetStack
     /// the connection raises <see cref="ConnectionEvents.Established"/> or <see cref="ConnectionEvents.Closed"/>
     /// (refused, timed out).
     /// </summary>
-    public Tcb Connect(IpAddress remote, ushort port, ushort localPort = 0)
+    public Tcb Connect(IpAddress remote, ushort port, ushort localPort = 0, long? nowMicros = null)
     {
+        if (nowMicros > Now) Now = nowMicros.Value; // the ISN clock and the connect deadline count from now
         foreach (var local in Options.Addresses)
         {
             if (local.IsV4 == remote.IsV4)

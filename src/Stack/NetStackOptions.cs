@@ -66,11 +66,17 @@ public sealed class NetStackOptions
     /// <summary>Retransmissions of one segment before the connection is abandoned (RFC 9293 §3.8.3, R2).</summary>
     public int MaxRetransmissions { get; init; } = 12;
 
-    /// <summary>Retransmissions of our SYN before an active open gives up (Linux's tcp_syn_retries is 6).</summary>
-    public int MaxSynRetransmissions { get; init; } = 6;
+    /// <summary>
+    /// Retransmissions of our SYN before an active open gives up: 7 keep it going for just over three minutes
+    /// (1, 3, 7, 15, 31, 63, 123 s, giving up at 183 s), as RFC 9293 §3.8.3 MUST-23 asks of R2 for a SYN.
+    /// </summary>
+    public int MaxSynRetransmissions { get; init; } = 7;
 
-    /// <summary>An active open that is not established within this time is aborted with a timeout.</summary>
-    public long ConnectTimeoutMicros { get; init; } = 75_000_000;
+    /// <summary>
+    /// An application's limit on an active open: not established within this time, it is aborted with a timeout
+    /// (MUST-23 lets the application give up sooner). No limit by default; <c>tunstack fetch</c> sets its --timeout.
+    /// </summary>
+    public long ConnectTimeoutMicros { get; init; } = long.MaxValue;
 
     /// <summary>Retransmissions of a SYN-ACK before the embryonic connection is dropped.</summary>
     public int MaxSynAckRetransmissions { get; init; } = 5;

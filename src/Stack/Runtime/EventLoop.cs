@@ -79,7 +79,7 @@ public sealed class EventLoop : IDisposable
         {
             try
             {
-                var tcb = _stack.Connect(address, (ushort)remote.Port);
+                var tcb = _stack.Connect(address, (ushort)remote.Port, nowMicros: NowMicros);
                 _connecting.Add(tcb, result);
                 if (cancellationToken.CanBeCanceled)
                 {

@@ -32,6 +32,7 @@ public sealed partial class Tcb
     private long _prrOut;
     private long _recoverFlightSize;
     private int _dupAcks;               // NewReno, without SACK
+    private long _limitedTransmitBytes; // sent by limited transmit since the last new ACK (RFC 3042)
     private bool _cwndLimited;          // the last send attempt stopped at cwnd (RFC 7661: grow cwnd only then)
 
     // RACK (RFC 8985 §5.2).
@@ -129,13 +130,16 @@ public sealed partial class Tcb
         _persistProbesUnanswered = 0; // the peer is alive (RFC 9293 §3.8.6.1: keep probing while it answers)
 
         if (isDuplicateAck) ArrivalNote |= TraceNote.DuplicateAck;
+        bool probeRepairedLoss = EndLossProbeEpisode(ack, dsack);
         DetectLosses(ack, previousUna, isDuplicateAck, dsack);
         UpdateRecovery(ack, delivered, isDuplicateAck);
-        if (ack > previousUna && !_inFastRecovery && (_cwndLimited || 2 * flightBefore >= _cc!.Cwnd))
+        if (ack > previousUna && !_inFastRecovery && !probeRepairedLoss && (_cwndLimited || 2 * flightBefore >= _cc!.Cwnd))
             _cc!.OnAck(delivered, Now, Math.Max(_rto.SmoothedRtt, 1));
         if (ack > previousUna)
+        {
             _cwndLimited = false;
-        EndLossProbeEpisode(ack, dsack);
+            _limitedTransmitBytes = 0;
+        }
         UpdateLossTimers(ack > previousUna);
 
         switch (State)
@@ -151,7 +155,9 @@ public sealed partial class Tcb
                 _stack.Tcp.Remove(this, CloseReason.Normal);
                 break;
         }
-        if (delivered > 0 || _lostBytes > _retransmittedLostBytes)
+        // New room in the windows: data acknowledged or SACKed, a duplicate ACK (limited transmit, or PRR's pace in
+        // recovery, RFC 6937), or losses to repair.
+        if (delivered > 0 || isDuplicateAck || InRecovery || _lostBytes > _retransmittedLostBytes)
             RequestOutput();
         return DropReason.None;
     }
@@ -452,10 +458,11 @@ public sealed partial class Tcb
             _inFastRecovery = true;
             _recoveryPoint = SndNxt;
             _recoveryPointSet = true;
-            _recoverFlightSize = SndNxt - SndUna;
+            _recoverFlightSize = SndNxt - SndUna; // RFC 6937 RecoverFS
             _prrDelivered = 0;
             _prrOut = 0;
-            cc.OnCongestionEvent(Now, _recoverFlightSize);
+            // RFC 5681 §3.2 (2): the FlightSize that sets ssthresh leaves out what limited transmit sent.
+            cc.OnCongestionEvent(Now, _recoverFlightSize - _limitedTransmitBytes);
             _stack.Counters.FastRecoveries++;
             _lossProbeOutstanding = false;
         }
@@ -486,18 +493,21 @@ public sealed partial class Tcb
 
     private static long CeilingDivide(long a, long b) => (a + b - 1) / b;
 
-    /// <summary>RFC 8985 §7.4: did a loss probe that was a retransmission repair a real loss? Then react as to a loss.</summary>
-    private void EndLossProbeEpisode(SeqNumber ack, bool dsack)
+    /// <summary>
+    /// RFC 8985 §7.4: did a loss probe that was a retransmission repair a real loss? Then react as to a loss, from the
+    /// window in force when it happened (before this ACK could grow it). Returns true when it did.
+    /// </summary>
+    private bool EndLossProbeEpisode(SeqNumber ack, bool dsack)
     {
         if (!_lossProbeOutstanding || ack < _lossProbeEndSeq)
-            return;
+            return false;
         _lossProbeOutstanding = false;
-        if (_lossProbeWasRetransmission && !dsack && !InRecovery)
-        {
-            // The probe's retransmission was the copy that got through: the original was lost.
-            _cc!.OnCongestionEvent(Now, SndNxt - SndUna);
-            _cc.OnRecoveryEnd();
-            _stack.Counters.LossProbeRecoveries++;
-        }
+        if (!_lossProbeWasRetransmission || dsack || InRecovery)
+            return false;
+        // The probe's retransmission was the copy that got through: the original was lost.
+        _cc!.OnCongestionEvent(Now, _cc.Cwnd);
+        _cc.OnRecoveryEnd();
+        _stack.Counters.LossProbeRecoveries++;
+        return true;
     }
 }

@@ -22,8 +22,11 @@ public sealed partial class Tcb
         _timestampOffset = timestampOffset;
         _rcvWndShift = o.WindowScale ?? ShiftFor(o.ReceiveBufferSize);
         SendMss = LocalMss;
-        _connectDeadline = Now + o.ConnectTimeoutMicros;
-        _stack.Tcp.ScheduleTimer(this, _connectDeadline);
+        if (o.ConnectTimeoutMicros != long.MaxValue)
+        {
+            _connectDeadline = Now + o.ConnectTimeoutMicros;
+            _stack.Tcp.ScheduleTimer(this, _connectDeadline);
+        }
         SetState(TcpState.SynSent, "connect()");
         _synToSend = true;
         RequestOutput();

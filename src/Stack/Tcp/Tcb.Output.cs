@@ -155,6 +155,7 @@ public sealed partial class Tcb
             var flags = TcpFlags.Ack;
             if (length > 0 && length == unsent) flags |= TcpFlags.Psh;
             if (fin) flags |= TcpFlags.Fin;
+            if (cc.Cwnd - Pipe < length) _limitedTransmitBytes += length; // beyond cwnd: only limited transmit allows it
             SendNewSegment(length, flags);
             if (fin) return;
         }

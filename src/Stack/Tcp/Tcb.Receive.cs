@@ -45,7 +45,18 @@ public sealed partial class Tcb
             return fin && seq + payload.Length == RcvNxt && !FinReceived;
         }
         if (payload.IsEmpty)
+        {
+            if (fin && seq > RcvNxt && seq < ReceiveEdge + 1)
+            {
+                // A FIN beyond a gap: hold it until the gap fills, and ask for the gap at once (RFC 5681 §4.2).
+                _finHeld = true;
+                _heldFinSeq = seq;
+                ArrivalNote |= TraceNote.OutOfOrder;
+                _ackNow = true;
+                return false;
+            }
             return (fin && seq == RcvNxt) || FinHeldAtRcvNxt();
+        }
         if (_released && seq + payload.Length > RcvNxt)
         {
             DataAfterRelease();
@@ -262,7 +273,9 @@ public sealed partial class Tcb
     /// <summary>RFC 7323 §4.3 (3): "If SEG.TSval >= TS.Recent and SEG.SEQ &lt;= Last.ACK.sent, then TS.Recent = SEG.TSval".</summary>
     private void RememberTimestamp(SeqNumber seq, uint value)
     {
-        if (unchecked((int)(value - _tsRecent)) >= 0 && seq <= _lastAckSent)
+        // RFC 7323 §5.5: a TS.Recent idle for 24 days is invalid; the accepted segment's TSval replaces it.
+        bool stale = Now - _tsRecentTime >= PawsIdleLimitMicros;
+        if ((stale || unchecked((int)(value - _tsRecent)) >= 0) && seq <= _lastAckSent)
         {
             _tsRecent = value;
             _tsRecentTime = Now;

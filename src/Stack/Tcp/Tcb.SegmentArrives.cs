@@ -133,6 +133,7 @@ public sealed partial class Tcb
         int mss = MaxPayload;
         long initialWindow = Math.Min(10L * mss, Math.Max(2L * mss, 14600)); // RFC 6928 §2
         _cc = CongestionControl.Create(_stack.Options.CongestionControl, mss, initialWindow);
+        _rackFack = Iss + 1; // RFC 8985 §6.2 step 3 compares against the highest delivered sequence: start at the first
         _initialWindow = initialWindow;
         _rcvMss = Math.Min((int)LocalMss, 536);
     }
@@ -153,6 +154,15 @@ public sealed partial class Tcb
             _synToSend = true;
             RequestOutput();
             return DropReason.None;
+        }
+
+        // Simultaneous open (RFC 9293 Figure 8, step 6): in SYN-RECEIVED after our own SYN, the peer's SYN-ACK repeats
+        // its SYN (old: only the new parts are processed) and acknowledges ours. Take it as the ACK it carries.
+        if (State == TcpState.SynReceived && IsActiveOpen && (flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst)) == (TcpFlags.Syn | TcpFlags.Ack)
+            && seq == Irs && new SeqNumber(seg.AcknowledgmentNumber) == SndNxt)
+        {
+            PeerHeardFrom();
+            return AckArrives(seg, seq + 1, options);
         }
 
         // RFC 7323 §5.3 R1 (PAWS): a segment whose timestamp is older than TS.Recent is an old duplicate.

@@ -73,14 +73,19 @@ public sealed partial class Tcb
             _lossProbeDeadline = Never;
             return;
         }
-        long pto = _rto.HasSample ? 2 * _rto.SmoothedRtt : 1_000_000;
-        pto += _sent.Count == 1 ? WorstCaseDelayedAckMicros : 2_000;
-        long deadline = Now + pto;
-        if (deadline >= _rtoDeadline)
+        // PTO = 2·SRTT, plus the worst-case delayed ACK when a single segment is out; 1 s without an RTT sample. The
+        // probe never waits longer than the retransmission timer would: at that point it goes instead of the timeout.
+        long pto;
+        if (_rto.HasSample)
         {
-            _lossProbeDeadline = Never; // the retransmission timer comes first anyway
-            return;
+            pto = 2 * _rto.SmoothedRtt;
+            if (_sent.Count == 1) pto += WorstCaseDelayedAckMicros;
         }
+        else
+        {
+            pto = 1_000_000;
+        }
+        long deadline = Math.Min(Now + pto, _rtoDeadline);
         _lossProbeDeadline = deadline;
         _stack.Tcp.ScheduleTimer(this, deadline);
     }

@@ -1,3 +1,4 @@
+using TunStack.Diagnostics;
 using TunStack.Tcp;
 using TunStack.Wire;
 
@@ -19,7 +20,7 @@ public sealed record Seg(
 /// Drives a <see cref="NetStack"/> the way packetdrill does: inject a segment from a scripted peer at an explicit
 /// time, then look at exactly what the stack sent back. No threads, no sleeps.
 /// </summary>
-public sealed class ScriptedPeer
+public sealed partial class ScriptedPeer
 {
     public static readonly IpAddress StackAddress = IpAddress.Parse("198.18.0.2");
     public static readonly IpAddress PeerAddress = IpAddress.Parse("198.18.0.1");
@@ -29,7 +30,7 @@ public sealed class ScriptedPeer
 
     public ScriptedPeer(NetStackOptions? options = null)
     {
-        Stack = new NetStack(options ?? DefaultOptions());
+        Stack = new NetStack(options ?? DefaultOptions(), new TextTracer(TraceWriter));
     }
 
     public static NetStackOptions DefaultOptions(long mslMicros = 1_000_000, int receiveBuffer = 65536, int sendBuffer = 65536) => new()
@@ -76,7 +77,9 @@ public sealed class ScriptedPeer
         var result = new List<Seg>();
         while (Stack.Transmit.TryDequeue(out var packet))
         {
-            result.Add(Parse(packet.Span));
+            var seg = Parse(packet.Span);
+            Observe(seg);
+            result.Add(seg);
             Stack.Transmit.Return(packet);
         }
         return result;
@@ -130,7 +133,7 @@ public sealed class ScriptedPeer
 }
 
 /// <summary>One scripted connection from the peer's side: tracks the peer's sequence numbers for readable tests.</summary>
-public sealed class ScriptedConnection
+public sealed partial class ScriptedConnection
 {
     public const ushort ClientPort = 40000;
 
@@ -162,7 +165,7 @@ public sealed class ScriptedConnection
     public Tcb? Tcb => Peer.Stack.FindConnection(Tuple);
 
     public List<Seg> Send(uint seq, uint ack, TcpFlags flags, ReadOnlySpan<byte> payload = default, ushort window = 65535, TcpOptions options = default) =>
-        Peer.Send(ClientPortNumber, ServerPort, seq, ack, flags, payload, window, options, ClientAddress);
+        Peer.Send(ClientPortNumber, ServerPort, seq, ack, flags, payload, window, Stamp(flags, options), ClientAddress);
 
     /// <summary>Sends the SYN; returns the stack's answer.</summary>
     public List<Seg> SendSyn(TcpOptions? options = null, ushort window = 65535)

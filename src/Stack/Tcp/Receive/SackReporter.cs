@@ -60,6 +60,9 @@ internal sealed class SackReporter
             options.AddSackBlock(new SackBlock(_duplicate.Start.Value, _duplicate.End.Value));
             _hasDuplicate = false;
             from++; // a held block equal to the D-SACK block is still reported after it (RFC 2883 §4 (3))
+            // RFC 2883 §4 (2): a duplicate inside a held block is followed by that block.
+            if (reassembler.TryFind(_duplicate.Start, out var containing) && options.SackBlockCount < maxBlocks)
+                options.AddSackBlock(new SackBlock(containing.Start.Value, containing.End.Value));
         }
         int kept = 0;
         for (int i = 0; i < _count; i++)
