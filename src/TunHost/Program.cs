@@ -46,6 +46,8 @@ var root = new RootCommand(
 {
     tun, address, mtu, trace, msl,
 };
+// Hidden: the same services over kernel sockets, the reference that ./run-linux.sh bench e2e measures against.
+root.Subcommands.Add(TunStack.Host.KernelReference.KernelReferenceCommand.Create());
 
 root.SetAction(async (parse, cancellationToken) =>
 {
