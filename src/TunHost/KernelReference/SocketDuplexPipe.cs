@@ -11,7 +11,10 @@ namespace TunStack.Host.KernelReference;
 /// </summary>
 internal sealed class SocketDuplexPipe : IDuplexPipe, IAsyncDisposable
 {
-    /// <summary>Buffer the reader fills per read and the writer requests per segment: the stack moves up to 64 KiB at once too.</summary>
+    /// <summary>
+    /// Bytes the reader asks for per read and the writer's buffer segment size, so one flush of the HTTP service's
+    /// 64 KiB is one send() rather than four (the stack's loop moves up to 64 KiB at a time too).
+    /// </summary>
     private const int BufferSize = 64 * 1024;
 
     private readonly Socket _socket;
@@ -24,7 +27,7 @@ internal sealed class SocketDuplexPipe : IDuplexPipe, IAsyncDisposable
         _stream = new NetworkStream(socket, ownsSocket: false);
         Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: BufferSize, minimumReadSize: BufferSize / 4, leaveOpen: true));
         Output = new ShutdownOnCompleteWriter(
-            PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: BufferSize / 4, leaveOpen: true)), this);
+            PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: BufferSize, leaveOpen: true)), this);
     }
 
     public PipeReader Input { get; }
