@@ -31,6 +31,13 @@ var msl = new Option<int>("--msl")
     DefaultValueFactory = _ => 30_000,
 };
 
+var impair = new Option<string?>("--impair")
+{
+    HelpName = "spec",
+    Description = "Impair packets between the device and the stack, both ways, e.g. " +
+        "loss=1%,reorder=2%,dup=0.5%,corrupt=0.1%,delay=2ms,jitter=1ms,seed=42 (any subset; the same seed repeats a run)",
+};
+
 var root = new RootCommand(
     """
     tunstack: a user-space TCP/IP stack in C#, serving HTTP (port 80), echo (7) and discard (9) over a Linux TUN device.
@@ -42,17 +49,25 @@ var root = new RootCommand(
       sudo tunstack --tun tun0 --address 198.18.0.2 --trace
                                               attach to an existing tun0 (ip tuntap add dev tun0 mode tun;
                                               ip addr add 198.18.0.1/24 dev tun0; ip link set tun0 up)
+      sudo ./run-linux.sh --impair loss=1%,reorder=1%,seed=7
+                                              lose and reorder 1% of the packets each way, repeatably
     """)
 {
-    tun, address, mtu, trace, msl,
+    tun, address, mtu, trace, msl, impair,
 };
 // Hidden: the same services over kernel sockets, the reference that ./run-linux.sh bench e2e measures against.
 root.Subcommands.Add(TunStack.Host.KernelReference.KernelReferenceCommand.Create());
 
 root.SetAction(async (parse, cancellationToken) =>
 {
+    TunStack.Runtime.ImpairmentOptions? impairment = null;
+    if (parse.GetValue(impair) is { } spec && !TunStack.Runtime.ImpairmentOptions.TryParse(spec, out impairment, out string? impairError))
+    {
+        Console.Error.WriteLine($"tunstack: --impair: {impairError}");
+        return 2;
+    }
     var options = new HostOptions(
-        parse.GetValue(tun)!, parse.GetValue(address)!, parse.GetValue(mtu), parse.GetValue(trace), parse.GetValue(msl));
+        parse.GetValue(tun)!, parse.GetValue(address)!, parse.GetValue(mtu), parse.GetValue(trace), parse.GetValue(msl), impairment);
     if (options.Mtu is < 576 or > 65535)
     {
         Console.Error.WriteLine("tunstack: --mtu must be between 576 and 65535");

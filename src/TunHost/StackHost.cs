@@ -24,7 +24,9 @@ public sealed class StackHost
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         var address = IpAddress.Parse(_options.Address);
-        using var device = TunDevice.Open(_options.TunName, _options.Mtu);
+        using var tun = TunDevice.Open(_options.TunName, _options.Mtu);
+        ImpairedDevice? impaired = _options.Impairment is { } impairment ? new ImpairedDevice(tun, impairment) : null;
+        IPacketDevice device = impaired ?? (IPacketDevice)tun;
         var stack = new NetStack(new NetStackOptions
         {
             Address = address,
@@ -35,7 +37,7 @@ public sealed class StackHost
         using var loop = new EventLoop(stack, device);
         var services = new IConnectionService[]
         {
-            new HttpService(() => loop.InvokeAsync(() => StatsJson.Render(stack)).WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult()),
+            new HttpService(() => loop.InvokeAsync(() => StatsJson.Render(stack, impaired)).WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult()),
             new EchoService(),
             new DiscardService(),
         };
@@ -45,7 +47,8 @@ public sealed class StackHost
 
         loop.Start();
         _console.WriteLine($"tunstack ready on {device.Name} {address} mtu {_options.Mtu}: " +
-            string.Join(", ", services.Select(s => $"{s.Name} {s.Port}")));
+            string.Join(", ", services.Select(s => $"{s.Name} {s.Port}")) +
+            (impaired is null ? string.Empty : $"; impair {impaired.Options}"));
 
         try
         {
@@ -58,7 +61,8 @@ public sealed class StackHost
             _console.WriteLine($"tunstack: event loop failed: {loop.Completion.Exception!.InnerException}");
             return 1;
         }
-        _console.WriteLine("tunstack stopped");
+        _console.WriteLine("tunstack stopped" +
+            (impaired is null ? string.Empty : $"; impaired in: {impaired.Inbound}; out: {impaired.Outbound}"));
         return 0;
     }
 
