@@ -143,20 +143,26 @@ VETH_CLIENT_CIDR=198.18.1.1/24
 VETH_SERVER_CIDR=198.18.1.2/24
 KERNEL_ADDR=198.18.1.2
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tunstack-e2e.XXXXXX")
-# Upload bodies live in RAM when /dev/shm exists, so reading them costs the client no disk I/O.
-BODY_DIR=$(mktemp -d "$([[ -d /dev/shm && -w /dev/shm ]] && echo /dev/shm || echo "$WORK")/tunstack-e2e-body.XXXXXX")
-
+WORK=""
+BODY_DIR=""
 STACK_PID=""
 KERNEL_PID=""
 CLIENT_PID=""
 
+# True while the process runs; an exited child that is not yet reaped (a zombie) does not count.
+is_running() {
+    local state
+    state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
+# SIGTERM, up to 10 s to exit, then SIGKILL; reaps the child.
 stop_process() {
     local pid=$1 i
     [[ -n $pid ]] || return 0
     kill -TERM "$pid" 2>/dev/null || return 0
     for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
+        is_running "$pid" || break
         sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null || true
@@ -183,8 +189,10 @@ cleanup() {
     stop_process "$KERNEL_PID"
     CLIENT_PID="" STACK_PID="" KERNEL_PID=""
     remove_namespaces
-    rm -rf "$BODY_DIR"
-    if ((KEEP_LOGS)); then
+    [[ -z $BODY_DIR ]] || rm -rf "$BODY_DIR"
+    if [[ -z $WORK ]]; then
+        :
+    elif ((KEEP_LOGS)); then
         log "logs kept in $WORK"
     else
         rm -rf "$WORK"
@@ -195,7 +203,9 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM
 
-in_client() { ip netns exec "$NS_CLIENT" "$@"; }
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tunstack-e2e.XXXXXX")
+# Upload bodies live in RAM when /dev/shm exists, so reading them costs the client no disk I/O.
+BODY_DIR=$(mktemp -d "$([[ -d /dev/shm && -w /dev/shm ]] && echo /dev/shm || echo "$WORK")/tunstack-e2e-body.XXXXXX")
 
 setup_namespaces() {
     local mtu=$1
@@ -226,7 +236,7 @@ start_server() {
     pid_variable=$!
     for ((i = 0; i < 600; i++)); do
         grep -q "$ready" "$logfile" 2>/dev/null && return 0
-        kill -0 "$pid_variable" 2>/dev/null || break
+        is_running "$pid_variable" || break
         sleep 0.1
     done
     log "'tunstack $*' did not become ready; its output:"
@@ -291,10 +301,21 @@ body_file() { printf '%s\n' "$BODY_DIR/body-$1"; }
 
 MEASURED=""
 
+declare -A DOWN_REPORTED=()
+
+# Says once per server and MTU that the server process has exited, with the end of its output.
+report_down() {
+    local impl=$1 mtu=$2
+    [[ -z ${DOWN_REPORTED[$impl$mtu]:-} ]] || return 0
+    DOWN_REPORTED[$impl$mtu]=1
+    log "the $impl server has exited; the end of its output:"
+    tail -n 20 "$WORK/$impl-$mtu.log" | sed 's/^/    /' >&2
+}
+
 server_up() {
     local pid
     [[ $1 == stack ]] && pid=$STACK_PID || pid=$KERNEL_PID
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+    [[ -n $pid ]] && is_running "$pid"
 }
 
 measure_download() {
@@ -411,6 +432,7 @@ compare() {
             if server_up "$impl"; then
                 "$fn" "$addr" "$@"
             else
+                report_down "$impl" "$mtu"
                 MEASURED="down down"
             fi
             read -r -a fields <<<"$MEASURED"
