@@ -37,7 +37,13 @@ Usage:
       those are skipped (with CI=true they fail instead). The last line is "N passed, M failed, K skipped".
 
   ./run-linux.sh bench [BenchmarkDotNet options...]
-      Run the benchmarks: dotnet run -c Release --project bench/Stack.Benchmarks -- --filter '*' [options]
+      Run the microbenchmarks: dotnet run -c Release --project bench/Stack.Benchmarks -- --filter '*' [options]
+
+  sudo ./run-linux.sh bench e2e [--runs N] [--quick] [--loss PCT] [--mtu LIST] [--timeout SEC] [--keep-logs]
+      End to end, in one run: the stack over tun0 against the Linux kernel over a veth pair (the same HTTP code
+      over kernel sockets), with curl (1 GiB down, 1 GiB up with SHA-256 check), wrk and ab from one client
+      namespace, at MTU 1500 and 65520; prints a markdown table of medians and the ratio stack/kernel.
+      ./run-linux.sh bench e2e --help explains the options and columns.
 
   ./run-linux.sh --help
       This text.
@@ -341,12 +347,34 @@ cmd_test() {
 }
 
 cmd_bench() {
+    if [[ ${1:-} == e2e ]]; then
+        shift
+        cmd_bench_e2e "$@"
+        return
+    fi
     local dotnet
     dotnet=$(find_dotnet) || die "dotnet not found: install the .NET 10 SDK"
     local -a args=("$@")
     # Without a --filter of the caller's, run every benchmark.
     [[ " $* " == *" --filter"* ]] || args=(--filter '*' "${args[@]}")
     exec "$dotnet" run -c Release --project bench/Stack.Benchmarks -- "${args[@]}"
+}
+
+# The end-to-end comparison with the kernel (bench/e2e.sh), after building tunstack.
+cmd_bench_e2e() {
+    local arg
+    for arg in "$@"; do
+        [[ $arg == -h || $arg == --help ]] && exec bash "$ROOT/bench/e2e.sh" --help
+    done
+    is_root || die "bench e2e needs root (network namespaces, TUN, nftables): sudo ./run-linux.sh bench e2e"
+    local dotnet dll
+    dotnet=$(find_dotnet) || die "dotnet not found: install the .NET 10 SDK"
+    # Build messages go to stderr: stdout is the table.
+    say "Building src/TunHost (Release)..." >&2
+    as_invoker "$dotnet" build -c Release src/TunHost --nologo -v quiet >&2
+    dll=$(find "$ROOT/src/TunHost/bin/Release" -name tunstack.dll -print -quit 2>/dev/null || true)
+    [[ -n $dll ]] || die "build finished but src/TunHost/bin/Release/*/tunstack.dll is missing"
+    DOTNET="$dotnet" TUNSTACK_DLL="$dll" exec bash "$ROOT/bench/e2e.sh" "$@"
 }
 
 case "${1:-}" in

@@ -1,9 +1,12 @@
+using TunStack.Runtime;
+
 namespace TunStack.Host;
 
 /// <summary>What the command line chose.</summary>
 /// <param name="Addresses">The stack's addresses, IPv4 and IPv6, as typed.</param>
 /// <param name="PcapFile">Where to write the packet capture, or null for none.</param>
 /// <param name="PcapLimitMegabytes">Size limit of the capture file in MB (10^6 bytes).</param>
+/// <param name="Impairment">Fault injection between the TUN device and the engine (<c>--impair</c>), or null.</param>
 public sealed record HostOptions(
     string TunName,
     IReadOnlyList<string> Addresses,
@@ -12,7 +15,8 @@ public sealed record HostOptions(
     int MslMilliseconds,
     int FinTimeoutMilliseconds = 60_000,
     string? PcapFile = null,
-    int PcapLimitMegabytes = 100);
+    int PcapLimitMegabytes = 100,
+    TunStack.Runtime.ImpairmentOptions? Impairment = null);
 
 /// <summary>Checks what the command line chose before anything is opened.</summary>
 public static class HostOptionsCheck

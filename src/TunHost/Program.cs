@@ -52,6 +52,13 @@ var finTimeout = new Option<int>("--fin-timeout")
     DefaultValueFactory = _ => 60_000,
 };
 
+var impair = new Option<string?>("--impair")
+{
+    HelpName = "spec",
+    Description = "Impair packets between the device and the stack, both ways, e.g. " +
+        "loss=1%,reorder=2%,dup=0.5%,corrupt=0.1%,delay=2ms,jitter=1ms,seed=42 (any subset; the same seed repeats a run)",
+};
+
 var root = new RootCommand(
     """
     tunstack: a user-space TCP/IP stack in C#, serving HTTP (port 80), echo (7) and discard (9) over a Linux TUN device.
@@ -66,18 +73,28 @@ var root = new RootCommand(
                                               ip addr add 198.18.0.1/24 dev tun0; ip link set tun0 up)
       sudo ./run-linux.sh --pcap /tmp/tunstack.pcap
                                               then: tcpdump -r /tmp/tunstack.pcap -nn -vv
+      sudo ./run-linux.sh --impair loss=1%,reorder=1%,seed=7
+                                              lose and reorder 1% of the packets each way, repeatably
     """)
 {
-    tun, address, mtu, trace, msl, finTimeout, pcap, pcapLimit,
+    tun, address, mtu, trace, msl, finTimeout, pcap, pcapLimit, impair,
 };
+// Hidden: the same services over kernel sockets, the reference that ./run-linux.sh bench e2e measures against.
+root.Subcommands.Add(TunStack.Host.KernelReference.KernelReferenceCommand.Create());
 
 root.Subcommands.Add(FetchCommand.Create());
 
 root.SetAction(async (parse, cancellationToken) =>
 {
+    TunStack.Runtime.ImpairmentOptions? impairment = null;
+    if (parse.GetValue(impair) is { } spec && !TunStack.Runtime.ImpairmentOptions.TryParse(spec, out impairment, out string? impairError))
+    {
+        Console.Error.WriteLine($"tunstack: --impair: {impairError}");
+        return 2;
+    }
     var options = new HostOptions(
         parse.GetValue(tun)!, parse.GetValue(address)!.Distinct().ToArray(), parse.GetValue(mtu), parse.GetValue(trace),
-        parse.GetValue(msl), parse.GetValue(finTimeout), parse.GetValue(pcap), parse.GetValue(pcapLimit));
+        parse.GetValue(msl), parse.GetValue(finTimeout), parse.GetValue(pcap), parse.GetValue(pcapLimit), impairment);
     if (HostOptionsCheck.Problem(options) is { } problem)
     {
         Console.Error.WriteLine($"tunstack: {problem}");

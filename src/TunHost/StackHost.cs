@@ -32,6 +32,9 @@ public sealed class StackHost
         // The capture wraps the impairment, so it records incoming packets after impairment and outgoing packets
         // before it: exactly the packets the stack itself received and sent.
         IPacketDevice device = tun;
+        ImpairedDevice? impaired = _options.Impairment is { } impairment ? new ImpairedDevice(tun, impairment) : null;
+        if (impaired is not null)
+            device = impaired;
         if (capture is not null)
             device = new CapturingDevice(device, capture);
 
@@ -46,7 +49,7 @@ public sealed class StackHost
         using var loop = new EventLoop(stack, device);
         var services = new IConnectionService[]
         {
-            new HttpService(() => loop.InvokeAsync(() => StatsJson.Render(stack)).WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult()),
+            new HttpService(() => loop.InvokeAsync(() => StatsJson.Render(stack, impaired)).WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult()),
             new EchoService(),
             new DiscardService(),
         };
@@ -58,7 +61,8 @@ public sealed class StackHost
         if (capture is not null)
             _console.WriteLine($"tunstack: capturing every packet to {_options.PcapFile} (pcap, raw IP; limit {_options.PcapLimitMegabytes} MB)");
         _console.WriteLine($"tunstack ready on {device.Name} {string.Join(", ", addresses)} mtu {_options.Mtu}: " +
-            string.Join(", ", services.Select(s => $"{s.Name} {s.Port}")));
+            string.Join(", ", services.Select(s => $"{s.Name} {s.Port}")) +
+            (impaired is null ? string.Empty : $"; impair {impaired.Options}"));
 
         try
         {
@@ -78,7 +82,8 @@ public sealed class StackHost
             _console.WriteLine($"tunstack: event loop failed: {loop.Completion.Exception!.InnerException}");
             return 1;
         }
-        _console.WriteLine("tunstack stopped");
+        _console.WriteLine("tunstack stopped" +
+            (impaired is null ? string.Empty : $"; impaired in: {impaired.Inbound}; out: {impaired.Outbound}"));
         return 0;
     }
 

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using TunStack.Runtime;
 using TunStack.Tcp;
 using TunStack.Wire;
 
@@ -8,7 +9,9 @@ namespace TunStack.Host;
 /// <summary>Renders the connection table and counters as JSON for <c>GET /stats</c>. Runs on the loop thread.</summary>
 public static class StatsJson
 {
-    public static string Render(NetStack stack)
+    /// <param name="stack">The stack whose connections and counters are shown.</param>
+    /// <param name="impaired">With <c>--impair</c>, the device whose counts are shown under <c>impairment</c>.</param>
+    public static string Render(NetStack stack, ImpairedDevice? impaired = null)
     {
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
@@ -73,6 +76,15 @@ public static class StatsJson
             foreach (var (reason, count) in c.Drops())
                 json.WriteNumber(reason.ToString(), count);
             json.WriteEndObject();
+
+            if (impaired is not null)
+            {
+                json.WriteStartObject("impairment");
+                json.WriteString("options", impaired.Options.ToString());
+                WriteImpairmentCounts(json, "inbound", impaired.Inbound);
+                WriteImpairmentCounts(json, "outbound", impaired.Outbound);
+                json.WriteEndObject();
+            }
             json.WriteEndObject();
         }
         return Encoding.UTF8.GetString(stream.ToArray());
@@ -81,4 +93,15 @@ public static class StatsJson
     /// <summary>address:port, with the IPv6 address in brackets (RFC 3986 §3.2.2).</summary>
     private static string Endpoint(IpAddress address, ushort port) =>
         address.IsV4 ? $"{address}:{port}" : $"[{address}]:{port}";
+    private static void WriteImpairmentCounts(Utf8JsonWriter json, string direction, ImpairmentCounts counts)
+    {
+        json.WriteStartObject(direction);
+        json.WriteNumber("packets", counts.Packets);
+        json.WriteNumber("dropped", counts.Dropped);
+        json.WriteNumber("duplicated", counts.Duplicated);
+        json.WriteNumber("corrupted", counts.Corrupted);
+        json.WriteNumber("reordered", counts.Reordered);
+        json.WriteNumber("delayed", counts.Delayed);
+        json.WriteEndObject();
+    }
 }

@@ -7,7 +7,24 @@ internal enum HttpMethodKind : byte
 {
     Get,
     Head,
+    Post,
     Other,
+}
+
+/// <summary>How the request's message body is framed (RFC 9112 §6.3).</summary>
+internal enum HttpBodyFraming : byte
+{
+    /// <summary>No Transfer-Encoding: the body is <see cref="HttpRequestHead.ContentLength"/> bytes (none without the field).</summary>
+    Length,
+
+    /// <summary>Transfer-Encoding: chunked (RFC 9112 §7.1).</summary>
+    Chunked,
+
+    /// <summary>A transfer coding other than chunked is applied: we cannot decode it (501, RFC 9112 §6.1).</summary>
+    UnsupportedCoding,
+
+    /// <summary>The body length cannot be determined: chunked is not the final coding, or is applied twice (400, RFC 9112 §6.3).</summary>
+    Invalid,
 }
 
 /// <summary>What the server needs from a request's start line and header section (RFC 9112 §2-§6).</summary>
@@ -25,6 +42,15 @@ internal struct HttpRequestHead
     public long ContentLength;
 
     public bool HasTransferEncoding;
+
+    /// <summary>Transfer codings named in Transfer-Encoding fields, in order (RFC 9112 §6.1); only counts are kept.</summary>
+    public int TransferCodingCount;
+
+    /// <summary>How many of those codings are <c>chunked</c>.</summary>
+    public int ChunkedCodingCount;
+
+    /// <summary>Whether the last coding listed is <c>chunked</c>.</summary>
+    public bool LastCodingIsChunked;
     public bool ConnectionClose;
     public bool ConnectionKeepAlive;
     public int HostCount;
@@ -32,6 +58,13 @@ internal struct HttpRequestHead
     public bool ExpectUnsupported;
     public bool AcceptsPlainText;
     public bool AcceptsHtml;
+
+    /// <summary>The framing the Transfer-Encoding fields ask for.</summary>
+    public readonly HttpBodyFraming Framing =>
+        !HasTransferEncoding ? HttpBodyFraming.Length
+        : TransferCodingCount == 0 || !LastCodingIsChunked || ChunkedCodingCount > 1 ? HttpBodyFraming.Invalid
+        : TransferCodingCount > 1 ? HttpBodyFraming.UnsupportedCoding
+        : HttpBodyFraming.Chunked;
 }
 
 internal enum HttpParseStatus
@@ -262,6 +295,7 @@ internal static class HttpRequestParser
         head.MinorVersion = version[7] == (byte)'0' ? 0 : 1;
         head.Method = method.SequenceEqual("GET"u8) ? HttpMethodKind.Get
             : method.SequenceEqual("HEAD"u8) ? HttpMethodKind.Head
+            : method.SequenceEqual("POST"u8) ? HttpMethodKind.Post
             : HttpMethodKind.Other;
         head.Target = Encoding.ASCII.GetString(target);
         return 0;
@@ -306,7 +340,33 @@ internal static class HttpRequestParser
         }
         else if (Ascii.EqualsIgnoreCase(name, "transfer-encoding"u8))
         {
+            // Transfer-Encoding = #transfer-coding; several field lines form one list (RFC 9110 §5.3).
             head.HasTransferEncoding = true;
+            foreach (Range range in new ListSplitter(value))
+            {
+                ReadOnlySpan<byte> coding = TrimOws(value[range]);
+                if (coding.IsEmpty)
+                {
+                    continue; // empty list elements are ignored (RFC 9110 §5.6.1.2)
+                }
+
+                int semicolon = coding.IndexOf((byte)';');
+                ReadOnlySpan<byte> codingName = TrimOws(semicolon < 0 ? coding : coding[..semicolon]);
+                if (!IsToken(codingName))
+                {
+                    return 400;
+                }
+
+                bool chunked = Ascii.EqualsIgnoreCase(codingName, "chunked"u8);
+                if (chunked && semicolon >= 0)
+                {
+                    return 400; // chunked has no parameters (RFC 9112 §7)
+                }
+
+                head.TransferCodingCount++;
+                head.ChunkedCodingCount += chunked ? 1 : 0;
+                head.LastCodingIsChunked = chunked;
+            }
         }
         else if (Ascii.EqualsIgnoreCase(name, "connection"u8))
         {
@@ -414,11 +474,31 @@ internal static class HttpRequestParser
 
     private static bool IsDigit(byte c) => c - (uint)'0' <= 9;
 
+    /// <summary>Whether a field line (without its line end) is name ":" value with a token name and no CTLs (RFC 9112 §5).</summary>
+    internal static bool IsWellFormedFieldLine(ReadOnlySpan<byte> line)
+    {
+        int colon = line.IndexOf((byte)':');
+        if (colon <= 0 || !IsToken(line[..colon]))
+        {
+            return false;
+        }
+
+        foreach (byte c in line[(colon + 1)..])
+        {
+            if ((c < 0x20 && c != (byte)'\t') || c == 0x7F)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>token = 1*tchar (RFC 9110 §5.6.2).</summary>
+    internal static bool IsToken(ReadOnlySpan<byte> s) => !s.IsEmpty && !s.ContainsAnyExcept(TokenChars);
+
     private static readonly SearchValues<byte> TokenChars =
         SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"u8);
-
-    // token = 1*tchar (RFC 9110 §5.6.2)
-    private static bool IsToken(ReadOnlySpan<byte> s) => !s.IsEmpty && !s.ContainsAnyExcept(TokenChars);
 
     /// <summary>Enumerates the comma-separated elements of a field value (empty elements included).</summary>
     private ref struct ListSplitter(ReadOnlySpan<byte> value)

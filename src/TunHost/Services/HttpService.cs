@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using System.IO.Pipelines;
 using System.Net;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Unicode;
 using TunStack.Api;
@@ -14,8 +15,9 @@ namespace TunStack.Host.Services;
 /// <remarks>
 /// Resources: <c>/</c> (a page describing this connection's handshake; plain text with
 /// <c>?format=text</c> or <c>Accept: text/plain</c>), <c>/bytes/N</c> (N pattern bytes, streamed),
-/// <c>/stats</c> (JSON from the supplied provider). Only GET and HEAD; persistent connections and
-/// pipelining; request bodies are read and dropped; chunked request bodies are refused.
+/// <c>/stats</c> (JSON from the supplied provider), all GET and HEAD; and <c>POST /sha256</c>, which answers with the
+/// SHA-256 of the request body, hashed as it streams in. Persistent connections and pipelining; request bodies
+/// framed by Content-Length or chunked (RFC 9112 §7.1); other request bodies are read and dropped.
 /// </remarks>
 public sealed class HttpService : IConnectionService
 {
@@ -112,6 +114,8 @@ internal sealed class HttpConnection
     private const string JsonType = "application/json";
     private const string OctetType = "application/octet-stream";
     private const string BytesPrefix = "/bytes/";
+    private const string GetAndHead = "GET, HEAD";
+    private const string PostOnly = "POST";
 
     private readonly HttpService _service;
     private readonly PipeReader _input;
@@ -119,6 +123,8 @@ internal sealed class HttpConnection
     private readonly ConnectionInfo _info;
     private readonly CancellationToken _ct;
     private byte[]? _scratch;
+    private IncrementalHash? _hash;
+    private ChunkedBodyDecoder? _chunked;
 
     // HTTP minor version of the request being answered: decides how keep-alive is announced.
     private int _minorVersion = 1;
@@ -139,7 +145,15 @@ internal sealed class HttpConnection
         Bytes,
         BadBytes,
         Stats,
+        Sha256,
         Asterisk,
+    }
+
+    private enum BodyOutcome
+    {
+        Complete,
+        PeerClosed,
+        Malformed,
     }
 
     public void ReleaseScratch()
@@ -149,6 +163,9 @@ internal sealed class HttpConnection
             ArrayPool<byte>.Shared.Return(_scratch);
             _scratch = null;
         }
+
+        _hash?.Dispose();
+        _hash = null;
     }
 
     /// <summary>
@@ -199,10 +216,11 @@ internal sealed class HttpConnection
             _input.AdvanceTo(consumed);
             _minorVersion = head.MinorVersion;
 
-            if (head.HasTransferEncoding)
+            int framingError = FramingError(head);
+            if (framingError != 0)
             {
-                // We cannot frame a chunked body, so we cannot find the next request (RFC 9112 §6.1).
-                await SendErrorAsync(head.MinorVersion == 0 ? 400 : 501).ConfigureAwait(false);
+                // We cannot find the end of this body, so we cannot find the next request either.
+                await SendErrorAsync(framingError).ConfigureAwait(false);
                 return true;
             }
 
@@ -218,10 +236,13 @@ internal sealed class HttpConnection
                 return true;
             }
 
-            if (head.ContentLength > 0)
+            Resource resource = Route(head.Target, out string query, out long count);
+            bool chunked = head.Framing == HttpBodyFraming.Chunked;
+            if (chunked || head.ContentLength > 0)
             {
                 if (head.ExpectContinue && head.MinorVersion >= 1)
                 {
+                    // RFC 9110 §10.1.1: the client waits for this (curl, a second) before it sends the content.
                     _output.Write("HTTP/1.1 100 Continue\r\n\r\n"u8);
                     FlushResult flush = await _output.FlushAsync(_ct).ConfigureAwait(false);
                     if (flush.IsCompleted || flush.IsCanceled)
@@ -230,9 +251,19 @@ internal sealed class HttpConnection
                     }
                 }
 
-                if (!await SkipBodyAsync(head.ContentLength).ConfigureAwait(false))
+                IncrementalHash? hash = resource == Resource.Sha256 && head.Method == HttpMethodKind.Post ? Hash : null;
+                BodyOutcome outcome = chunked
+                    ? await ReadChunkedBodyAsync(hash).ConfigureAwait(false)
+                    : await ReadBodyAsync(head.ContentLength, hash).ConfigureAwait(false);
+                if (outcome == BodyOutcome.PeerClosed)
                 {
                     return false;
+                }
+
+                if (outcome == BodyOutcome.Malformed)
+                {
+                    await SendErrorAsync(400).ConfigureAwait(false); // RFC 9112 §7.1: the framing is broken
+                    return true;
                 }
             }
 
@@ -240,7 +271,7 @@ internal sealed class HttpConnection
                 ? !head.ConnectionClose
                 : head.ConnectionKeepAlive && !head.ConnectionClose;
 
-            if (!await RespondAsync(head, keepAlive).ConfigureAwait(false))
+            if (!await RespondAsync(head, resource, query, count, keepAlive).ConfigureAwait(false))
             {
                 return false;
             }
@@ -252,37 +283,136 @@ internal sealed class HttpConnection
         }
     }
 
-    /// <summary>Reads and drops a request body. Returns false when the peer closed before sending all of it.</summary>
-    private async ValueTask<bool> SkipBodyAsync(long length)
+    /// <summary>The status for a request whose body cannot be framed (RFC 9112 §6.1, §6.3), or 0.</summary>
+    private static int FramingError(in HttpRequestHead head)
+    {
+        if (!head.HasTransferEncoding)
+        {
+            return 0;
+        }
+
+        // An HTTP/1.0 message with Transfer-Encoding has faulty framing (§6.1). With Content-Length as well it may be
+        // an attempt at request smuggling: we reject it and close (§6.1 allows either, but the close is a MUST).
+        if (head.MinorVersion == 0 || head.ContentLength >= 0)
+        {
+            return 400;
+        }
+
+        return head.Framing switch
+        {
+            HttpBodyFraming.Chunked => 0,
+            HttpBodyFraming.UnsupportedCoding => 501, // a transfer coding we do not understand (§6.1)
+            _ => 400, // chunked is not the final coding, or is applied twice (§6.3, §7)
+        };
+    }
+
+    private IncrementalHash Hash => _hash ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+    /// <summary>
+    /// Reads a body of <paramref name="length"/> bytes, adding it to <paramref name="hash"/> when there is one and
+    /// otherwise dropping it, as it arrives.
+    /// </summary>
+    private async ValueTask<BodyOutcome> ReadBodyAsync(long length, IncrementalHash? hash)
     {
         long remaining = length;
         while (remaining > 0)
         {
             ReadResult result = await _input.ReadAsync(_ct).ConfigureAwait(false);
-            ReadOnlySequence<byte> buffer = result.Buffer;
-            long take = Math.Min(remaining, buffer.Length);
-            _input.AdvanceTo(buffer.GetPosition(take));
+            long take = Math.Min(remaining, result.Buffer.Length);
+            ReadOnlySequence<byte> piece = result.Buffer.Slice(0, take);
+            Append(hash, piece);
             remaining -= take;
+
+            // After AdvanceTo the buffer's segments go back to the pool: nothing of it may be used past this line.
+            _input.AdvanceTo(piece.End);
             if (remaining > 0 && (result.IsCompleted || result.IsCanceled))
             {
-                return false;
+                return BodyOutcome.PeerClosed;
             }
         }
 
-        return true;
+        return BodyOutcome.Complete;
+    }
+
+    /// <summary>Reads a chunked body (RFC 9112 §7.1), hashing or dropping its data as it arrives.</summary>
+    private async ValueTask<BodyOutcome> ReadChunkedBodyAsync(IncrementalHash? hash)
+    {
+        _chunked ??= new ChunkedBodyDecoder();
+        _chunked.Reset();
+        while (true)
+        {
+            ReadResult result = await _input.ReadAsync(_ct).ConfigureAwait(false);
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            ChunkedDecodeStatus status = DecodeAvailable(_chunked, buffer, hash, out SequencePosition consumed);
+            switch (status)
+            {
+                case ChunkedDecodeStatus.Done:
+                    _input.AdvanceTo(consumed);
+                    return BodyOutcome.Complete;
+
+                case ChunkedDecodeStatus.Malformed:
+                    _input.AdvanceTo(buffer.End);
+                    return BodyOutcome.Malformed;
+
+                default:
+                    // Whatever is left is an incomplete line: look at it again once more bytes have come.
+                    _input.AdvanceTo(consumed, buffer.End);
+                    if (result.IsCompleted || result.IsCanceled)
+                    {
+                        return BodyOutcome.PeerClosed;
+                    }
+
+                    break;
+            }
+        }
+    }
+
+    private static ChunkedDecodeStatus DecodeAvailable(
+        ChunkedBodyDecoder decoder, ReadOnlySequence<byte> buffer, IncrementalHash? hash, out SequencePosition consumed)
+    {
+        var reader = new SequenceReader<byte>(buffer);
+        ChunkedDecodeStatus status;
+        while ((status = decoder.Decode(ref reader, out ReadOnlySequence<byte> data)) == ChunkedDecodeStatus.Data)
+        {
+            Append(hash, data);
+        }
+
+        consumed = reader.Position;
+        return status;
+    }
+
+    private static void Append(IncrementalHash? hash, ReadOnlySequence<byte> data)
+    {
+        if (hash is null)
+        {
+            return;
+        }
+
+        foreach (ReadOnlyMemory<byte> segment in data)
+        {
+            hash.AppendData(segment.Span);
+        }
+    }
+
+    /// <summary>The digest of the body just read, as the <c>/sha256</c> response body; resets the hash for the next request.</summary>
+    private string TakeDigestLine()
+    {
+        Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
+        Hash.GetHashAndReset(digest);
+        return Convert.ToHexStringLower(digest) + "\n";
     }
 
     /// <summary>Writes the response to one well-formed request. Returns false when the peer stopped reading.</summary>
-    private async ValueTask<bool> RespondAsync(HttpRequestHead head, bool keepAlive)
+    private async ValueTask<bool> RespondAsync(HttpRequestHead head, Resource resource, string query, long count, bool keepAlive)
     {
         bool isHead = head.Method == HttpMethodKind.Head;
-        Resource resource = Route(head.Target, out string query, out long count);
+        bool isGetOrHead = head.Method is HttpMethodKind.Get or HttpMethodKind.Head;
 
         if (resource == Resource.Asterisk)
         {
             // "*" only means something to OPTIONS (RFC 9112 §3.2.4), which we do not implement.
-            return head.Method == HttpMethodKind.Other
-                ? await SendSimpleAsync(405, isHead, keepAlive, allow: true).ConfigureAwait(false)
+            return !isGetOrHead
+                ? await SendSimpleAsync(405, isHead, keepAlive, allow: GetAndHead).ConfigureAwait(false)
                 : await SendSimpleAsync(400, isHead, keepAlive).ConfigureAwait(false);
         }
 
@@ -291,9 +421,17 @@ internal sealed class HttpConnection
             return await SendSimpleAsync(404, isHead, keepAlive).ConfigureAwait(false);
         }
 
-        if (head.Method == HttpMethodKind.Other)
+        if (resource == Resource.Sha256)
         {
-            return await SendSimpleAsync(405, isHead, keepAlive, allow: true).ConfigureAwait(false);
+            // The body was hashed as it arrived; the digest is all that is left to send.
+            return head.Method == HttpMethodKind.Post
+                ? await SendBodyAsync(200, TextType, TakeDigestLine(), isHead: false, keepAlive).ConfigureAwait(false)
+                : await SendSimpleAsync(405, isHead, keepAlive, allow: PostOnly).ConfigureAwait(false);
+        }
+
+        if (!isGetOrHead)
+        {
+            return await SendSimpleAsync(405, isHead, keepAlive, allow: GetAndHead).ConfigureAwait(false);
         }
 
         switch (resource)
@@ -377,6 +515,11 @@ internal sealed class HttpConnection
             return Resource.Page;
         }
 
+        if (path.SequenceEqual("/sha256"))
+        {
+            return Resource.Sha256;
+        }
+
         if (path.SequenceEqual("/stats"))
         {
             return _service.StatsProvider is null ? Resource.NotFound : Resource.Stats;
@@ -434,13 +577,13 @@ internal sealed class HttpConnection
     /// <summary>An error after which the connection closes.</summary>
     private ValueTask<bool> SendErrorAsync(int status) => SendSimpleAsync(status, isHead: false, keepAlive: false);
 
-    private ValueTask<bool> SendSimpleAsync(int status, bool isHead, bool keepAlive, string? message = null, bool allow = false)
+    private ValueTask<bool> SendSimpleAsync(int status, bool isHead, bool keepAlive, string? message = null, string? allow = null)
     {
         string body = message ?? $"{status} {ReasonPhrase(status)}\n";
         return SendBodyAsync(status, TextType, body, isHead, keepAlive, allow);
     }
 
-    private async ValueTask<bool> SendBodyAsync(int status, string contentType, string body, bool isHead, bool keepAlive, bool allow = false)
+    private async ValueTask<bool> SendBodyAsync(int status, string contentType, string body, bool isHead, bool keepAlive, string? allow = null)
     {
         int length = Encoding.UTF8.GetByteCount(body);
         WriteHead(status, contentType, length, keepAlive, allow);
@@ -461,13 +604,14 @@ internal sealed class HttpConnection
         return !flush.IsCompleted && !flush.IsCanceled;
     }
 
-    private void WriteHead(int status, string contentType, long contentLength, bool keepAlive, bool allow = false)
+    /// <param name="allow">The methods for an Allow field (RFC 9110 §10.2.1), required with 405.</param>
+    private void WriteHead(int status, string contentType, long contentLength, bool keepAlive, string? allow = null)
     {
         // Our version is always HTTP/1.1 (RFC 9110 §6.2); an HTTP/1.0 client must be told when we keep the connection.
         string connection = !keepAlive ? "Connection: close\r\n"
             : _minorVersion == 0 ? "Connection: keep-alive\r\n"
             : string.Empty;
-        string allowLine = allow ? "Allow: GET, HEAD\r\n" : string.Empty;
+        string allowLine = allow is null ? string.Empty : $"Allow: {allow}\r\n";
         DateTimeOffset now = _service.TimeProvider.GetUtcNow();
 
         Span<byte> span = _output.GetSpan(512);

@@ -73,6 +73,7 @@ internal static class ServicePages
         var b = new StringBuilder(512);
         b.Append(CultureInfo.InvariantCulture, $"  curl -s http://{host}/bytes/1000000 | sha256sum      N pattern bytes (0 <= N <= 10^12)\n");
         b.Append(CultureInfo.InvariantCulture, $"  curl -o /dev/null http://{host}/bytes/1000000000     a gigabyte, for throughput\n");
+        b.Append(CultureInfo.InvariantCulture, $"  curl -T file -X POST http://{host}/sha256            the SHA-256 of what you upload\n");
         b.Append(CultureInfo.InvariantCulture, $"  curl 'http://{host}/?format=text'                    this page as plain text\n");
         if (hasStats)
         {

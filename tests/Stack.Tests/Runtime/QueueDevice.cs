@@ -13,6 +13,9 @@ public sealed class QueueDevice : IPacketDevice
     public int Mtu => 1500;
     public ConcurrentQueue<byte[]> Written { get; } = new();
 
+    /// <summary>The timeout of every <see cref="WaitReadable"/> call, in order.</summary>
+    public ConcurrentQueue<TimeSpan> WaitTimeouts { get; } = new();
+
     public void Inject(byte[] packet)
     {
         _toStack.Enqueue(packet);
@@ -28,7 +31,11 @@ public sealed class QueueDevice : IPacketDevice
 
     public void Write(ReadOnlySpan<byte> packet) => Written.Enqueue(packet.ToArray());
 
-    public void WaitReadable(TimeSpan timeout) => _wake.Wait(timeout);
+    public void WaitReadable(TimeSpan timeout)
+    {
+        WaitTimeouts.Enqueue(timeout);
+        _wake.Wait(timeout);
+    }
 
     public void Wake() => _wake.Release();
 
