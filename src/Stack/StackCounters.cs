@@ -31,6 +31,13 @@ public sealed class StackCounters
     public long SackBlocksReceived;
     public long DsacksReceived;
     public long PawsRejected;
+    /// <summary>Segments with text beyond the right edge we advertised (the peer overran our window), trimmed.</summary>
+    public long BeyondWindowSegments;
+    /// <summary>
+    /// Text inside the advertised window that did not fit the receive buffer. Always 0 unless the window promised
+    /// more than the buffer holds — a bug, which tests assert against.
+    /// </summary>
+    public long ReceiveBufferOverruns;
     public long ResetsSent;
     public long ResetsReceived;
     public long PassiveOpens;

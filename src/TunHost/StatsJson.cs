@@ -56,6 +56,14 @@ public static class StatsJson
             json.WriteNumber("windowProbes", c.WindowProbes);
             json.WriteNumber("delayedAcks", c.DelayedAcks);
             json.WriteNumber("outOfOrderSegments", c.OutOfOrderSegments);
+            json.WriteNumber("outOfOrderDropped", c.OutOfOrderDropped);
+            json.WriteNumber("beyondWindowSegments", c.BeyondWindowSegments);
+            json.WriteNumber("receiveBufferOverruns", c.ReceiveBufferOverruns);
+            json.WriteNumber("challengeAcksSuppressed", c.ChallengeAcksSuppressed);
+            json.WriteNumber("synCookiesSent", c.SynCookiesSent);
+            json.WriteNumber("synCookiesAccepted", c.SynCookiesAccepted);
+            json.WriteNumber("pathMtuReductions", c.PathMtuReductions);
+            json.WriteNumber("internalErrors", c.InternalErrors);
             json.WriteNumber("duplicateSegments", c.DuplicateSegments);
             json.WriteNumber("sackBlocksSent", c.SackBlocksSent);
             json.WriteNumber("sackBlocksReceived", c.SackBlocksReceived);

@@ -116,9 +116,11 @@ public sealed partial class Tcb
         if (SackEnabled && options.SackBlockCount > 0 && ack >= previousUna)
             delivered += ProcessSackBlocks(options, ack, out dsack);
 
-        // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated" when the segment is newer
-        // than the one that last updated it (SND.WL1/SND.WL2 rule).
-        if (ack >= previousUna && (_sndWl1 < seq || (_sndWl1 == seq && _sndWl2 <= ack)))
+        // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated" when the segment is newer than the
+        // one that last updated it (SND.WL1/SND.WL2 rule) — and always when it advanced SND.UNA, as Linux does: the
+        // window is measured from SND.UNA, so keeping the old window while SND.UNA moves on (a retransmitted segment
+        // of the peer's, with an old SEG.SEQ, can carry a new ACK) would slide the right edge past what was offered.
+        if (ack >= previousUna && (ack > previousUna || _sndWl1 < seq || (_sndWl1 == seq && _sndWl2 <= ack)))
         {
             if (window > SndWnd) RequestOutput();
             SndWnd = window;

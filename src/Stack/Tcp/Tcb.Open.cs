@@ -44,7 +44,6 @@ public sealed partial class Tcb
         }
         bool retransmission = _synTransmitTime >= 0;
         ushort window = (ushort)Math.Min(_receiveBuffer.Free, ushort.MaxValue); // never scaled in a SYN
-        _rcvAdvertisedEdge = Irs + 1 + window; // meaningless until the peer's ISN is known; set again below
         _stack.Tcp.Sender.Send(this, Tuple, Iss, default, TcpFlags.Syn, window, options, default, default,
             retransmission ? TraceNote.Retransmission : TraceNote.None);
         if (retransmission)

@@ -80,7 +80,10 @@ public sealed partial class Tcb
         var edge = ReceiveEdge;
         if (end > edge)
         {
-            // Past the window: keep what fits, the peer sends the rest again (the FIN, if any, is cut off too).
+            // Past the window: keep what fits, the peer sends the rest again (the FIN, if any, is cut off too). Text
+            // inside what we advertised must always fit the buffer: count it if it does not (a bug of ours).
+            if (end > _rcvAdvertisedEdge) _stack.Counters.BeyondWindowSegments++;
+            else _stack.Counters.ReceiveBufferOverruns++;
             int keep = edge - start;
             if (keep <= 0)
             {

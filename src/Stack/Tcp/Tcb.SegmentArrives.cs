@@ -19,6 +19,7 @@ public sealed partial class Tcb
     {
         Irs = new SeqNumber(seg.SequenceNumber);
         RcvNxt = Irs + 1;
+        _rcvAdvertisedEdge = RcvNxt; // nothing offered yet; the SYN-ACK's window moves it (never compare with 0)
         Iss = iss;
         SndUna = iss;
         SndNxt = iss;

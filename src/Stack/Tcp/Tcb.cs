@@ -62,7 +62,11 @@ public sealed partial class Tcb
     // Receive sequence variables (RFC 9293 §3.3.1, Figure 4).
     public SeqNumber Irs { get; private set; }
     public SeqNumber RcvNxt { get; private set; }
-    /// <summary>RCV.NXT + RCV.WND as last advertised: the largest right edge ever offered, never moved left.</summary>
+    /// <summary>
+    /// RCV.NXT + RCV.WND as last advertised: the largest right edge ever offered, never moved left. Set to RCV.NXT as
+    /// soon as the peer's ISN is known: sequence numbers compare modulo 2^32, so a default of 0 would be "ahead" of
+    /// half the ISNs.
+    /// </summary>
     private SeqNumber _rcvAdvertisedEdge;
 
     // Negotiated at the handshake.

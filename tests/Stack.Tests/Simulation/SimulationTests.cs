@@ -36,10 +36,18 @@ public class SimulationTests(ITestOutputHelper output)
     [Theory]
     [InlineData(1)]
     [InlineData(7)]
+    [InlineData(142)]
     public void Replay(int seed)
     {
         var (sim, description) = Build(seed);
         output.WriteLine(description);
+        // TUNSTACK_SIM_TRACE=FILE writes both stacks' --trace lines to FILE, for a seed that fails.
+        if (Environment.GetEnvironmentVariable("TUNSTACK_SIM_TRACE") is { Length: > 0 } traceFile)
+        {
+            var writer = new StreamWriter(traceFile) { AutoFlush = true };
+            sim.Client.Tracer = new TunStack.Diagnostics.TextTracer(writer);
+            sim.Server.Tracer = new TunStack.Diagnostics.TextTracer(writer);
+        }
         var outcome = sim.Run();
         output.WriteLine(outcome.ToString());
         output.WriteLine($"client: {Counters(sim.Client)}");

@@ -91,7 +91,9 @@ public sealed class TransferSimulation
             _download.AsSpan().SequenceEqual(_clientReceived.ToArray()),
             _serverReceived.Length, _clientReceived.Length, _upload.Length, _download.Length,
             Now, _clientTcb?.State ?? TcpState.Closed, _serverTcb?.State ?? TcpState.Closed,
-            _client.Counters.LastInternalError ?? _server.Counters.LastInternalError);
+            _client.Counters.LastInternalError ?? _server.Counters.LastInternalError,
+            _client.Counters.ReceiveBufferOverruns + _server.Counters.ReceiveBufferOverruns,
+            _client.Counters.BeyondWindowSegments + _server.Counters.BeyondWindowSegments);
     }
 
     private bool Done =>
@@ -154,12 +156,18 @@ public sealed class TransferSimulation
 
 public sealed record SimulationOutcome(
     bool Finished, bool UploadExact, bool DownloadExact, long UploadReceived, long DownloadReceived,
-    long UploadSize, long DownloadSize, long EndMicros, TcpState ClientState, TcpState ServerState, Exception? InternalError)
+    long UploadSize, long DownloadSize, long EndMicros, TcpState ClientState, TcpState ServerState, Exception? InternalError,
+    long BufferOverruns, long BeyondWindow)
 {
-    public bool Succeeded => Finished && UploadExact && DownloadExact && InternalError is null;
+    /// <summary>
+    /// Every byte arrived exactly, both closed, no internal error — and no segment ever overran an advertised window
+    /// or a buffer: both ends are this engine, so either would be a bug (a window promising more than the buffer).
+    /// </summary>
+    public bool Succeeded => Finished && UploadExact && DownloadExact && InternalError is null && BufferOverruns == 0 && BeyondWindow == 0;
 
     public override string ToString() =>
         $"finished {Finished}, upload {UploadReceived}/{UploadSize} exact {UploadExact}, download {DownloadReceived}/{DownloadSize} " +
         $"exact {DownloadExact}, client {ClientState.ToRfcName()}, server {ServerState.ToRfcName()}, t = {EndMicros / 1e6:F3} s" +
+        $", buffer overruns {BufferOverruns}, beyond window {BeyondWindow}" +
         (InternalError is null ? "" : $", internal error {InternalError}");
 }

@@ -196,3 +196,32 @@ public class ReceiveWindowTests
         Assert.Null(peer.Stack.Counters.LastInternalError);
     }
 }
+
+/// <summary>
+/// Sequence numbers compare modulo 2^32, so no variable may start at a default of 0 and be compared before it is set:
+/// with an ISN in the upper half of the sequence space, 0 is "ahead". These run the same exchange with ISNs on both
+/// sides of 2^31.
+/// </summary>
+public class SequenceSpaceHalvesTests
+{
+    [Theory]
+    [InlineData(1000u)]
+    [InlineData(0x7FFF_FF00u)]
+    [InlineData(0x8000_0100u)]
+    [InlineData(0xFFFF_FF00u)]
+    public void The_window_never_exceeds_the_buffer_whatever_the_peers_isn(uint clientIsn)
+    {
+        var peer = new ScriptedPeer(ScriptedPeer.DefaultOptions(receiveBuffer: 262144));
+        peer.Stack.Listen(80);
+        var c = new ScriptedConnection(peer, clientIsn: clientIsn);
+        var synAck = Assert.Single(c.SendSyn(new TcpOptions { Mss = 1460, WindowScale = 10, SackPermitted = true }));
+        byte shift = synAck.Options.WindowScale!.Value;
+        Assert.Equal(3, shift); // 256 KiB needs a shift of 3
+        Assert.Empty(c.SendAck());
+        c.SendData(new byte[1448], TcpFlags.None);
+        var ack = Assert.Single(c.SendData(new byte[1448], TcpFlags.None));
+        Assert.Equal(c.ClientNxt, ack.Ack);
+        Assert.True(ack.Window << shift <= 262144 - 2896, $"window {ack.Window} << {shift} exceeds the free buffer");
+        Assert.Equal((262144 - 2896) >> shift, ack.Window);
+    }
+}

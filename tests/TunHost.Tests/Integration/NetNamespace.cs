@@ -79,6 +79,20 @@ public sealed class NetNamespace : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
+    /// Starts <paramref name="command"/> inside the namespace with stdin, stdout and stderr redirected as raw streams
+    /// for the caller to feed and drain (large binary transfers); it is killed on dispose at the latest.
+    /// </summary>
+    public Process StartStreaming(params string[] command)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var process = new Process { StartInfo = ProcessRunner.StartInfo("ip", ["netns", "exec", Name, .. command]) };
+        process.Start();
+        Track(process);
+        Log($"started pid {process.Id}: {ProcessRunner.CommandLine(process.StartInfo)}");
+        return process;
+    }
+
+    /// <summary>
     /// Runs <paramref name="action"/> on a thread that has joined this namespace (setns), so sockets and TUN
     /// devices it opens belong to the namespace and keep belonging to it afterwards.
     /// </summary>

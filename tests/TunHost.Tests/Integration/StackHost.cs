@@ -12,12 +12,25 @@ public enum DeviceMode
     Create,
 }
 
+/// <summary>How to start a <see cref="StackHost"/>.</summary>
+public sealed record StackHostOptions
+{
+    /// <summary>Whether the test or the host makes tun0.</summary>
+    public DeviceMode Mode { get; init; } = DeviceMode.Attach;
+
+    /// <summary>The MTU of both sides: tunstack's <c>--mtu</c> and the kernel's <c>ip link set tun0 mtu N</c>.</summary>
+    public int Mtu { get; init; } = StackHost.DefaultMtu;
+
+    /// <summary>More tunstack arguments, e.g. <c>--impair loss=1%,seed=1</c>.</summary>
+    public IReadOnlyList<string> ExtraArgs { get; init; } = [];
+}
+
 /// <summary>
 /// The <c>tunstack</c> program running in a namespace:
-/// <c>ip netns exec NS dotnet tunstack.dll --tun tun0 --address 198.18.0.2 --address 2001:2::2 --msl 200 [extra]</c>.
+/// <c>ip netns exec NS dotnet tunstack.dll --tun tun0 --address 198.18.0.2 --address 2001:2::2 --msl 200 --mtu N [extra]</c>.
 /// Start returns once the host printed a line beginning with <c>tunstack ready</c> and the kernel side of
-/// tun0 is configured (198.18.0.1/24 and 2001:2::1/64 without duplicate address detection, up). Dispose sends SIGINT, waits up to 5 s, then kills; it asserts
-/// nothing, and writes the captured log to the test output.
+/// tun0 is configured (198.18.0.1/24 and 2001:2::1/64 without duplicate address detection, the same MTU, up). Dispose
+/// sends SIGINT, waits up to 5 s, then kills; it asserts nothing, and writes the captured log to the test output.
 /// </summary>
 public sealed class StackHost : IAsyncDisposable
 {
@@ -27,6 +40,7 @@ public sealed class StackHost : IAsyncDisposable
     public const string PeerAddress6 = "2001:2::1";
     public const string StackAddress6 = "2001:2::2";
     public const string ReadyPrefix = "tunstack ready";
+    public const int DefaultMtu = 1500;
 
     public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(30);
     public static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(5);
@@ -58,21 +72,27 @@ public sealed class StackHost : IAsyncDisposable
     public static string DotnetPath =>
         Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } path ? path : "dotnet";
 
-    public static async Task<StackHost> StartAsync(
-        NetNamespace ns, ITestOutputHelper? output, DeviceMode mode = DeviceMode.Attach, params string[] extraArgs)
+    public static Task<StackHost> StartAsync(
+        NetNamespace ns, ITestOutputHelper? output, DeviceMode mode = DeviceMode.Attach, params string[] extraArgs) =>
+        StartAsync(ns, output, new StackHostOptions { Mode = mode, ExtraArgs = extraArgs });
+
+    public static async Task<StackHost> StartAsync(NetNamespace ns, ITestOutputHelper? output, StackHostOptions options)
     {
         if (!File.Exists(HostDll))
             throw new InvalidOperationException($"{HostDll} not found: build the solution first (dotnet build TunStack.sln -c Release)");
 
+        DeviceMode mode = options.Mode;
+        string mtu = options.Mtu.ToString(System.Globalization.CultureInfo.InvariantCulture);
         if (mode == DeviceMode.Attach)
         {
             await ns.IpAsync("tuntap", "add", "dev", Device, "mode", "tun");
-            await ConfigureKernelSideAsync(ns);
+            await ConfigureKernelSideAsync(ns, mtu);
         }
 
         string[] command =
         [
-            DotnetPath, HostDll, "--tun", Device, "--address", StackAddress, "--address", StackAddress6, "--msl", "200", .. extraArgs,
+            DotnetPath, HostDll, "--tun", Device, "--address", StackAddress, "--address", StackAddress6, "--msl", "200",
+            "--mtu", mtu, .. options.ExtraArgs,
         ];
         var process = ns.Start(command);
         var host = new StackHost(ns, process, mode, output);
@@ -88,8 +108,8 @@ public sealed class StackHost : IAsyncDisposable
             }
 
             if (mode == DeviceMode.Create)
-                await ConfigureKernelSideAsync(ns);
-            process.Note($"kernel side of {Device} configured ({PeerAddress}/24, {PeerAddress6}/64, up); {mode} mode");
+                await ConfigureKernelSideAsync(ns, mtu);
+            process.Note($"kernel side of {Device} configured ({PeerAddress}/24, {PeerAddress6}/64, mtu {mtu}, up); {mode} mode");
             return host;
         }
         catch
@@ -127,11 +147,12 @@ public sealed class StackHost : IAsyncDisposable
         }
     }
 
-    private static async Task ConfigureKernelSideAsync(NetNamespace ns)
+    private static async Task ConfigureKernelSideAsync(NetNamespace ns, string mtu)
     {
         await ns.IpAsync("addr", "add", PeerAddress + "/24", "dev", Device);
         // nodad: usable at once (no tentative state); a point-to-point TUN link has no neighbour discovery.
         await ns.IpAsync("-6", "addr", "add", PeerAddress6 + "/64", "dev", Device, "nodad");
+        await ns.IpAsync("link", "set", Device, "mtu", mtu);
         await ns.IpAsync("link", "set", Device, "up");
     }
 }
