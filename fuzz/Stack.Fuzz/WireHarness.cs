@@ -143,7 +143,7 @@ public static class WireHarness
     }
 
     /// <summary>Every packet the stack sends is a valid IPv4 packet from our address with a valid TCP or ICMP message.</summary>
-    internal static void CheckOutgoing(ReadOnlySpan<byte> packet)
+    public static void CheckOutgoing(ReadOnlySpan<byte> packet)
     {
         Check(Ipv4Packet.TryParse(packet, out var ip, out var reason), $"the stack sent an invalid IPv4 packet: {reason}");
         Check(ip.TotalLength == packet.Length, "the stack sent bytes past the IPv4 total length");

@@ -34,4 +34,6 @@ public enum DropReason
     Ipv6NotSupported,
     /// <summary>Processing the packet hit a bug in the stack; the exception is kept in <c>StackCounters.LastInternalError</c>.</summary>
     InternalError,
+    /// <summary>A TCP segment from or to port 0, which is reserved (RFC 6335 §6) and names no connection.</summary>
+    BadTcpPort,
 }
