@@ -36,6 +36,8 @@ public sealed class EngineHarness
     private readonly NetStack _stack;
     private readonly EngineConfig _config;
     private readonly Dictionary<Tcb, AppSide> _apps = new(ReferenceEqualityComparer.Instance);
+    /// <summary>Connections whose Established event the application has seen.</summary>
+    private readonly HashSet<Tcb> _established = new(ReferenceEqualityComparer.Instance);
     /// <summary>Per (peer address, client port): the peer's next sequence number and the last ISS we showed it.</summary>
     private readonly Dictionary<(IpAddress, ushort), PeerView> _peers = new();
     private readonly byte[] _readBuffer = new byte[65536];
@@ -174,7 +176,8 @@ public sealed class EngineHarness
     {
         int index = (op >> 3) & 7; // port (2 bits) and peer address (1 bit)
         var tuple = new FourTuple(StackAddress, ListenPort, PeerAddresses[index >> 2], ClientPorts[index & 3]);
-        return _stack.FindConnection(tuple);
+        var tcb = _stack.FindConnection(tuple);
+        return tcb is not null && _config.ApplicationWaitsForEstablished && !_established.Contains(tcb) ? null : tcb;
     }
 
     private AppSide App(Tcb tcb)
@@ -234,12 +237,15 @@ public sealed class EngineHarness
     {
         while (_stack.TryTakeEvents(out var tcb, out var events))
         {
+            if ((events & ConnectionEvents.Established) != 0)
+                _established.Add(tcb);
             if ((events & ConnectionEvents.Readable) != 0 && _config.ApplicationReads)
                 Read(tcb, _readBuffer.Length);
             if ((events & ConnectionEvents.Closed) != 0)
             {
                 if (_config.ApplicationReads) Read(tcb, _readBuffer.Length);
                 _apps.Remove(tcb);
+                _established.Remove(tcb);
             }
         }
     }
