@@ -158,4 +158,40 @@ public class FlagCombinationTests
         }
         target.AssertStillServes();
     }
+
+    [Theory]
+    [MemberData(nameof(AllFlagBytes))]
+    public void To_an_established_connection_in_the_window_but_not_at_rcv_nxt(byte flagByte)
+    {
+        var flags = (TcpFlags)flagByte;
+        var target = new TargetStack();
+        var (c, tcb) = target.Connect();
+        uint rcvNxt = c.ClientNxt, sndNxt = c.ServerNxt;
+        var replies = target.Inject(TargetStack.Packet(flags, rcvNxt + 1000, sndNxt, sourcePort: c.ClientPortNumber).Build());
+
+        Assert.Equal(TcpState.Established, tcb.State); // nothing here may reset, open or close anything
+        Assert.Equal(rcvNxt, tcb.RcvNxt.Value);
+        if (Has(flags, TcpFlags.Rst) || Has(flags, TcpFlags.Syn))
+        {
+            // RFC 5961 §3.2 (RST in the window, not exact) and §4.2 (SYN anywhere): a challenge ACK,
+            // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, so that only a peer that sees it can reset.
+            var challenge = Assert.Single(replies);
+            Assert.Equal(TcpFlags.Ack, challenge.Flags);
+            Assert.Equal(sndNxt, challenge.Seq);
+            Assert.Equal(rcvNxt, challenge.Ack);
+        }
+        else if (!Has(flags, TcpFlags.Ack))
+        {
+            Assert.Empty(replies); // fifth check: no ACK bit, drop
+        }
+        else
+        {
+            // In the window but beyond RCV.NXT: a FIN here is out of order and must wait (RFC 9293 §3.10.7.4,
+            // eighth check); at most a duplicate ACK asks for what is missing (RFC 5681 §4.2).
+            Assert.InRange(replies.Count, 0, 1);
+            Assert.All(replies, r => Assert.Equal((TcpFlags.Ack, sndNxt, rcvNxt), (r.Flags, r.Seq, r.Ack)));
+            if (Has(flags, TcpFlags.Fin)) Assert.Single(replies);
+        }
+        target.AssertStillServes();
+    }
 }

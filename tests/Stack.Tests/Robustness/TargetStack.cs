@@ -62,7 +62,7 @@ internal sealed class TargetStack
     private static bool IsIpOrHeaderDrop(DropReason reason) => reason is DropReason.TooShort or DropReason.BadIpVersion
         or DropReason.BadIpHeaderLength or DropReason.BadIpTotalLength or DropReason.BadIpChecksum or DropReason.IpFragment
         or DropReason.NotForUs or DropReason.UnsupportedProtocol or DropReason.BadTcpDataOffset or DropReason.BadTcpChecksum
-        or DropReason.BadTcpOption or DropReason.BadTcpPort or DropReason.Ipv6NotSupported or DropReason.BadSourceAddress;
+        or DropReason.BadTcpOption or DropReason.BadTcpPort or DropReason.Ipv6NotSupported;
 
     /// <summary>A new connection from a fresh client port, established.</summary>
     public (ScriptedConnection Connection, Tcb Tcb) Connect(TcpOptions? synOptions = null, ushort window = 65535)
