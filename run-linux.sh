@@ -45,6 +45,15 @@ Usage:
       namespace, at MTU 1500 and 65520; prints a markdown table of medians and the ratio stack/kernel.
       ./run-linux.sh bench e2e --help explains the options and columns.
 
+  sudo ./run-linux.sh fuzz [wire|engine] [--minutes N]
+      Fuzz with AFL++ through SharpFuzz for N minutes (default 10) under nice -n 19: "wire" (the default) feeds
+      the packet parsers, "engine" feeds segment sequences to the TCP state machine. Installs afl++ (Debian) and
+      the SharpFuzz.CommandLine tool when missing, builds fuzz/Stack.Fuzz into artifacts/fuzz/TARGET/bin and
+      instruments TunStack.Core.dll there, starts from fuzz/corpus/TARGET, and leaves AFL's output in
+      artifacts/fuzz/TARGET/findings. New crashes and hangs are copied to fuzz/crashes/TARGET, where the replay
+      test picks them up. Replay one with:
+        dotnet artifacts/fuzz/TARGET/bin/TunStack.Fuzz.dll replay TARGET FILE   (TUNSTACK_FUZZ_TRACE=1 traces)
+
   ./run-linux.sh --help
       This text.
 EOF
@@ -377,6 +386,87 @@ cmd_bench_e2e() {
     DOTNET="$dotnet" TUNSTACK_DLL="$dll" exec bash "$ROOT/bench/e2e.sh" "$@"
 }
 
+SHARPFUZZ_VERSION=2.3.0
+
+# afl++ from Debian and the SharpFuzz instrumentation tool (a dotnet tool under artifacts/fuzz/tools).
+install_fuzz_tools() {
+    local dotnet=$1 tools=$2
+    if ! command -v afl-fuzz >/dev/null 2>&1; then
+        is_root || die "afl-fuzz is missing: run as root so it can be installed (apt-get install afl++)"
+        command -v apt-get >/dev/null 2>&1 || die "afl-fuzz is missing and apt-get is not available: install AFL++ by hand"
+        say "Installing afl++..."
+        apt-get update -qq </dev/null || die "apt-get update failed"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends afl++ </dev/null ||
+            die "apt-get install afl++ failed"
+    fi
+    if [[ ! -x $tools/sharpfuzz ]]; then
+        say "Installing the SharpFuzz.CommandLine tool $SHARPFUZZ_VERSION into $tools..."
+        "$dotnet" tool install SharpFuzz.CommandLine --version "$SHARPFUZZ_VERSION" --tool-path "$tools" >/dev/null ||
+            die "dotnet tool install SharpFuzz.CommandLine failed"
+    fi
+}
+
+cmd_fuzz() {
+    local target=wire minutes=10
+    while (($# > 0)); do
+        case $1 in
+            wire | engine) target=$1 ;;
+            --minutes)
+                shift
+                [[ ${1:-} =~ ^[0-9]+$ && $1 -gt 0 ]] || die "--minutes needs a positive whole number"
+                minutes=$1
+                ;;
+            *) die "fuzz: unknown argument '$1' (expected wire, engine or --minutes N)" ;;
+        esac
+        shift
+    done
+    local dotnet
+    dotnet=$(find_dotnet) || die "dotnet not found: install the .NET 10 SDK"
+    local work="$ROOT/artifacts/fuzz/$target"
+    local tools="$ROOT/artifacts/fuzz/tools" bin="$work/bin" findings="$work/findings"
+    local corpus="$ROOT/fuzz/corpus/$target" crashes="$ROOT/fuzz/crashes/$target"
+    [[ -d $corpus ]] && [[ -n $(ls -A "$corpus") ]] || die "the seed corpus $corpus is missing or empty"
+    install_fuzz_tools "$dotnet" "$tools"
+
+    # A fresh build every time: instrumenting rewrites TunStack.Core.dll in place, and only once.
+    say "Building fuzz/Stack.Fuzz into $bin and instrumenting TunStack.Core.dll..."
+    rm -rf "$bin"
+    "$dotnet" publish fuzz/Stack.Fuzz -c Release -o "$bin" --nologo -v quiet >/dev/null
+    # The tool targets an older runtime than the SDK here; let it run on the newest one installed.
+    DOTNET_ROLL_FORWARD=Major "$tools/sharpfuzz" "$bin/TunStack.Core.dll" TunStack >/dev/null ||
+        die "sharpfuzz could not instrument $bin/TunStack.Core.dll"
+
+    rm -rf "$findings"
+    mkdir -p "$findings" "$crashes"
+    say "Fuzzing '$target' for $minutes minute(s); AFL++ output in $findings"
+    # -V: stop after the time; -t: per-run timeout (ms, the first runs include JIT warm-up); -m none: the .NET
+    # runtime reserves far more address space than AFL's default limit. The target is a managed program started by
+    # dotnet, so AFL cannot see instrumentation in the dotnet binary itself (AFL_SKIP_BIN_CHECK).
+    local status=0
+    AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
+        AFL_AUTORESUME=1 AFL_MAP_SIZE=65536 \
+        nice -n 19 afl-fuzz -V $((minutes * 60)) -t 5000 -m none -i "$corpus" -o "$findings" \
+        -- "$dotnet" "$bin/TunStack.Fuzz.dll" "$target" || status=$?
+
+    local stats="$findings/default/fuzzer_stats"
+    if [[ -f $stats ]]; then
+        grep -E '^(run_time|execs_done|execs_per_sec|corpus_count|saved_crashes|saved_hangs|bitmap_cvg) ' "$stats" || true
+    fi
+    local found=0 file
+    for file in "$findings"/default/crashes/id:* "$findings"/default/hangs/id:*; do
+        [[ -f $file ]] || continue
+        cp "$file" "$crashes/$(basename "$(dirname "$file")")-$(sha256sum "$file" | cut -c1-12)"
+        found=$((found + 1))
+    done
+    if ((found > 0)); then
+        say "$found crash/hang input(s) copied to $crashes. Replay with:"
+        say "  dotnet $bin/TunStack.Fuzz.dll replay $target $crashes"
+    else
+        say "No crashes or hangs."
+    fi
+    return "$status"
+}
+
 case "${1:-}" in
     -h | --help | help)
         usage
@@ -393,6 +483,10 @@ case "${1:-}" in
     fetch)
         shift
         cmd_fetch "$@"
+        ;;
+    fuzz)
+        shift
+        cmd_fuzz "$@"
         ;;
     *)
         cmd_run "$@"

@@ -56,6 +56,20 @@ public sealed class NetStack
         return false;
     }
 
+    /// <summary>True for the directed broadcast address of the subnet of one of our IPv4 addresses.</summary>
+    private bool IsSubnetBroadcast(IpAddress address)
+    {
+        int prefix = Options.Ipv4PrefixLength;
+        if (!address.IsV4 || prefix is <= 0 or >= 31) return false; // /31 and /32 have no broadcast (RFC 3021)
+        uint hostMask = uint.MaxValue >> prefix;
+        foreach (var a in _addresses)
+        {
+            if (a.IsV4 && (a.V4Value | hostMask) == address.V4Value && (a.V4Value & ~hostMask) == (address.V4Value & ~hostMask))
+                return true;
+        }
+        return false;
+    }
+
     /// <summary>Live connections (every state but CLOSED), for diagnostics.</summary>
     public IReadOnlyCollection<Tcb> Connections => Tcp.Connections;
 
@@ -151,6 +165,7 @@ public sealed class NetStack
         return ip.Protocol switch
         {
             IpProtocol.Tcp => SourceAddress.IsValidUnicast(ip.Source, ip.Destination) && !IsLocalAddress(ip.Source)
+                    && !IsSubnetBroadcast(ip.Source)
                 ? Tcp.SegmentArrives(ip.Source, ip.Destination, ip.Payload)
                 : DropReason.BadSourceAddress,
             IpProtocol.Icmp => ReceiveIcmp(ip),

@@ -13,6 +13,12 @@ public sealed class NetStackOptions
     public IReadOnlyList<IpAddress> Addresses { get; init; } = [IpAddress.Parse("198.18.0.2"), IpAddress.Parse("2001:2::2")];
 
     /// <summary>
+    /// The prefix length of the IPv4 subnet on the link (24: 198.18.0.0/24). Its directed broadcast address (here
+    /// 198.18.0.255) is not a valid source (RFC 1122 §3.2.1.3).
+    /// </summary>
+    public int Ipv4PrefixLength { get; init; } = 24;
+
+    /// <summary>
     /// Shorthand for a stack with one address: reading gives the first of <see cref="Addresses"/>, setting makes
     /// it the only one.
     /// </summary>

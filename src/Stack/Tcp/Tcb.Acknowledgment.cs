@@ -79,6 +79,12 @@ public sealed partial class Tcb
             }
             SetState(TcpState.Established, "ACK");
             _stack.Counters.ConnectionsEstablished++;
+            if (_closeWhenEstablished)
+            {
+                _finQueued = true;
+                SetState(TcpState.FinWait1, "close() in SYN-RECEIVED");
+                RequestOutput();
+            }
             FallBackToThreeSecondRto();
             ArmKeepAlive();
             // Take the window from this segment (the WL1/WL2 test below would also accept it).

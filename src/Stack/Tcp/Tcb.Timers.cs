@@ -13,6 +13,7 @@ public sealed partial class Tcb
     internal const long Never = long.MaxValue;
     /// <summary>RFC 8985 §7.2 WCDelAckT: the worst-case delayed-ACK time a loss probe waits for when one segment is out.</summary>
     private const long WorstCaseDelayedAckMicros = 200_000;
+    private const long ClockGranularityMicros = 1_000;
 
     private RtoEstimator _rto;
     private long _rtoDeadline = Never;
@@ -85,6 +86,9 @@ public sealed partial class Tcb
         {
             pto = 1_000_000;
         }
+        // Never "now": with an RTT measured as 0 (a fake clock, or a very fast link) 2·SRTT is 0. One clock tick
+        // (RFC 6298's G, 1 ms) is the shortest timeout that means anything.
+        pto = Math.Max(pto, ClockGranularityMicros);
         long deadline = Math.Min(Now + pto, _rtoDeadline);
         _lossProbeDeadline = deadline;
         _stack.Tcp.ScheduleTimer(this, deadline);

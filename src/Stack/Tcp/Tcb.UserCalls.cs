@@ -45,6 +45,10 @@ public sealed partial class Tcb
                 _stack.Tcp.Remove(this, CloseReason.Aborted, "close()");
                 break;
             case TcpState.SynReceived:
+                // §3.10.4 lets the FIN wait for ESTABLISHED; it does here, always, so that the SYN-ACK keeps being
+                // retransmitted until acknowledged (our FIN would otherwise sit before an unacknowledged SYN).
+                _closeWhenEstablished = true;
+                break;
             case TcpState.Established:
                 _finQueued = true;
                 SetState(TcpState.FinWait1, "close()");

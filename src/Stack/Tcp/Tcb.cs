@@ -89,6 +89,8 @@ public sealed partial class Tcb
     private SeqNumber _sndBufSeq;
     /// <summary>The application called CLOSE: a FIN follows the last byte of the send buffer.</summary>
     private bool _finQueued;
+    /// <summary>CLOSE came in SYN-RECEIVED: the FIN goes once the handshake completes.</summary>
+    private bool _closeWhenEstablished;
     /// <summary>The peer's FIN has been received (in order).</summary>
     public bool FinReceived { get; private set; }
 

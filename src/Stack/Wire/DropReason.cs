@@ -71,4 +71,6 @@ public enum DropReason
     ConnectionLimit,
     /// <summary>A SYN refused because buffer memory would exceed <c>BufferMemoryLimit</c>.</summary>
     MemoryLimit,
+    /// <summary>A TCP segment from or to port 0, which is reserved (RFC 6335 §6) and names no connection.</summary>
+    BadTcpPort,
 }

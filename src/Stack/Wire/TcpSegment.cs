@@ -42,13 +42,23 @@ public readonly ref struct TcpSegment
 
     public bool Has(TcpFlags flag) => (Flags & flag) == flag;
 
-    /// <summary>Validates the fixed header and the data offset (RFC 9293 §3.1: 5 ≤ offset, header within segment).</summary>
+    /// <summary>
+    /// Validates the fixed header and the data offset (RFC 9293 §3.1: 5 ≤ offset, header within segment), and that
+    /// neither port is 0: port 0 is reserved (RFC 6335 §6), no connection can have it, and answering such a segment
+    /// (with a RST to port 0, say) would only serve a scanner or a spoofer.
+    /// </summary>
     public static bool TryParse(ReadOnlySpan<byte> buffer, out TcpSegment segment, out DropReason reason)
     {
         segment = default;
         if (buffer.Length < MinHeaderLength) { reason = DropReason.TooShort; return false; }
         int headerLength = (buffer[DataOffsetOffset] >> 4) * 4;
         if (headerLength < MinHeaderLength || headerLength > buffer.Length) { reason = DropReason.BadTcpDataOffset; return false; }
+        if (BinaryPrimitives.ReadUInt16BigEndian(buffer[SourcePortOffset..]) == 0
+            || BinaryPrimitives.ReadUInt16BigEndian(buffer[DestinationPortOffset..]) == 0)
+        {
+            reason = DropReason.BadTcpPort;
+            return false;
+        }
         segment = new TcpSegment(buffer);
         reason = DropReason.None;
         return true;

@@ -182,7 +182,7 @@ public class TcpSegmentTests
     [Fact]
     public void Round_trips_random_headers()
     {
-        var header = Gen.Select(Gen.UShort, Gen.UShort, Gen.UInt, Gen.UInt, Gen.Byte, Gen.UShort);
+        var header = Gen.Select(Gen.UShort[1, ushort.MaxValue], Gen.UShort[1, ushort.MaxValue], Gen.UInt, Gen.UInt, Gen.Byte, Gen.UShort);
         var body = Gen.Select(Gen.Int[0, 10], Gen.Byte.Array[0, 100], Gen.UInt, Gen.UInt);
         Gen.Select(header, body).Sample(t =>
         {
@@ -244,6 +244,19 @@ public class TcpSegmentTests
         segment[12] = (byte)(dataOffset << 4);
         Assert.False(TcpSegment.TryParse(segment, out _, out var reason));
         Assert.Equal(DropReason.BadTcpDataOffset, reason);
+    }
+
+    [Theory]
+    [InlineData(0, 80)]
+    [InlineData(40000, 0)]
+    [InlineData(0, 0)]
+    public void Port_0_is_rejected(int sourcePort, int destinationPort)
+    {
+        byte[] segment = TcpPart(LinuxCaptures.Syn);
+        BinaryPrimitives.WriteUInt16BigEndian(segment, (ushort)sourcePort);
+        BinaryPrimitives.WriteUInt16BigEndian(segment.AsSpan(2), (ushort)destinationPort);
+        Assert.False(TcpSegment.TryParse(segment, out _, out var reason));
+        Assert.Equal(DropReason.BadTcpPort, reason);
     }
 
     [Fact]
