@@ -4,7 +4,7 @@ namespace TunStack;
 /// Pooled buffer memory the connections hold right now, over the whole stack (Linux's tcp_mem, as one number). Rings
 /// take memory on their first write and give it back when empty, so this follows the busy connections only.
 /// </summary>
-public sealed class BufferBudget
+internal sealed class BufferBudget
 {
     /// <summary>Bytes held now.</summary>
     public long InUse { get; private set; }

@@ -12,7 +12,7 @@ namespace TunStack;
 /// application should know come out of <see cref="TryTakeEvents"/>. No threads, sockets or clocks inside, so
 /// every behaviour can be driven deterministically by a test. Not thread-safe: one owner calls it.
 /// </summary>
-public sealed class NetStack
+internal sealed class NetStack
 {
     private readonly Queue<Tcb> _events = new();
     private readonly IpAddress[] _addresses;
@@ -89,6 +89,23 @@ public sealed class NetStack
     public ListenEndpoint Listen(ushort port, int? backlog = null, int? halfOpenLimit = null) =>
         Tcp.Listen(port, backlog ?? Options.Backlog, halfOpenLimit ?? Options.HalfOpenLimit);
 
+    /// <summary>
+    /// Forwarding mode: a passive OPEN for TCP to every unicast destination that is not one of ours and that
+    /// <paramref name="accept"/> lets through (the connection's local end is the original destination), as tun2socks
+    /// does. Our own addresses keep their port listeners. <paramref name="accept"/> runs inside <see cref="Receive"/>
+    /// for each segment without a connection, so it must be quick; an exception refuses the connection.
+    /// </summary>
+    public ListenEndpoint ListenAny(Func<FourTuple, bool> accept, int? backlog = null, int? halfOpenLimit = null) =>
+        Tcp.ListenAny(accept, backlog ?? Options.Backlog, halfOpenLimit ?? Options.HalfOpenLimit);
+
+    /// <summary>Closes a listener: new SYNs for it are answered with RST; its connections go on.</summary>
+    public void StopListening(ListenEndpoint listener) => Tcp.StopListening(listener);
+
+    /// <summary>Whether a packet to <paramref name="destination"/>, not one of ours, goes to TCP: only in forwarding mode, only unicast.</summary>
+    private bool ForwardsTo(IpAddress destination, byte protocol) =>
+        protocol == IpProtocol.Tcp && Tcp.ForwardsNonLocal
+        && (destination.IsV4 ? destination.V4Value >> 28 < 0xE && destination.V4Value >> 24 != 0 : !destination.IsV6Unspecified);
+
     /// <summary>The application accepted <paramref name="connection"/>: it leaves its listener's accept queue.</summary>
     public void Accepted(Tcb connection) => Tcp.Accepted(connection);
 
@@ -158,7 +175,7 @@ public sealed class NetStack
             return DropReason.BadIpVersion;
         if (!Ipv4Packet.TryParse(packet, out var ip, out var reason))
             return reason;
-        if (!IsLocalAddress(ip.Destination))
+        if (!IsLocalAddress(ip.Destination) && !ForwardsTo(ip.Destination, ip.Protocol))
             return DropReason.NotForUs;
         if (ip.IsFragment)
             return DropReason.IpFragment; // reassembly is not supported; peers use PMTUD/DF
@@ -204,7 +221,7 @@ public sealed class NetStack
             return DropReason.MulticastDestination;
         // IPv4-mapped addresses (RFC 4291 §2.5.5.2) stand for IPv4 nodes; in an IPv6 header one would compare equal
         // to our IPv4 address (IpAddress holds IPv4 in that form), but it is not ours over IPv6.
-        if (destination.IsV4 || !IsLocalAddress(destination))
+        if (destination.IsV4 || !IsLocalAddress(destination) && !ForwardsTo(destination, ip.Protocol))
             return DropReason.NotForUs;
         IpAddress source = ip.Source;
         if (source.IsV6Unspecified || source.IsV6Loopback || source.IsV6Multicast || source.IsV4 || IsLocalAddress(source))

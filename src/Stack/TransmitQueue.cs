@@ -3,7 +3,7 @@ using System.Buffers;
 namespace TunStack;
 
 /// <summary>One packet the stack wants sent: a pooled buffer and the length used.</summary>
-public readonly struct OutgoingPacket
+internal readonly struct OutgoingPacket
 {
     public readonly byte[] Buffer;
     public readonly int Length;
@@ -21,7 +21,7 @@ public readonly struct OutgoingPacket
 /// Packets produced by the engine, waiting for the runtime to hand them to the device. Buffers come from an
 /// <see cref="ArrayPool{T}"/>; the consumer returns each one with <see cref="Return"/> once written.
 /// </summary>
-public sealed class TransmitQueue
+internal sealed class TransmitQueue
 {
     private readonly Queue<OutgoingPacket> _queue = new(256);
     private readonly ArrayPool<byte> _pool = ArrayPool<byte>.Shared;

@@ -83,6 +83,7 @@ var root = new RootCommand(
 root.Subcommands.Add(TunStack.Host.KernelReference.KernelReferenceCommand.Create());
 
 root.Subcommands.Add(FetchCommand.Create());
+root.Subcommands.Add(TunStack.Host.Forwarding.ForwardCommand.Create());
 
 root.SetAction(async (parse, cancellationToken) =>
 {

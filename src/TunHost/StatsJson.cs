@@ -2,47 +2,45 @@ using System.Text;
 using System.Text.Json;
 using TunStack.Runtime;
 using TunStack.Tcp;
-using TunStack.Wire;
 
 namespace TunStack.Host;
 
-/// <summary>Renders the connection table and counters as JSON for <c>GET /stats</c>. Runs on the loop thread.</summary>
+/// <summary>Renders the connection table and counters as JSON for <c>GET /stats</c>, from a diagnostics snapshot.</summary>
 public static class StatsJson
 {
-    /// <param name="stack">The stack whose connections and counters are shown.</param>
+    /// <param name="diagnostics">The stack's connections and counters (<see cref="TunStackHost.GetDiagnosticsAsync"/>).</param>
     /// <param name="impaired">With <c>--impair</c>, the device whose counts are shown under <c>impairment</c>.</param>
-    public static string Render(NetStack stack, ImpairedDevice? impaired = null)
+    public static string Render(TunStackDiagnostics diagnostics, ImpairedDevice? impaired = null)
     {
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
             json.WriteStartObject();
             json.WriteStartArray("connections");
-            foreach (var tcb in stack.Connections)
+            foreach (var connection in diagnostics.Connections)
             {
-                var t = tcb.Tuple;
                 json.WriteStartObject();
-                json.WriteString("local", Endpoint(t.LocalAddress, t.LocalPort));
-                json.WriteString("remote", Endpoint(t.RemoteAddress, t.RemotePort));
-                json.WriteString("state", tcb.State.ToString());
-                json.WriteString("rfcState", tcb.State.ToRfcName());
-                json.WriteNumber("sendQueued", tcb.BytesQueued);
-                json.WriteNumber("receiveQueued", tcb.BytesAvailable);
-                json.WriteNumber("srttMicros", tcb.SmoothedRttMicros);
-                json.WriteNumber("rtoMicros", tcb.CurrentRtoMicros);
-                json.WriteNumber("cwnd", tcb.CongestionWindow);
-                json.WriteNumber("ssthresh", tcb.SlowStartThreshold);
-                json.WriteNumber("bytesInFlight", tcb.BytesInFlight);
-                json.WriteNumber("outOfOrderBytes", tcb.BytesOutOfOrder);
-                json.WriteNumber("retransmissions", tcb.Retransmissions);
-                json.WriteString("congestionControl", tcb.CongestionControlName);
-                json.WriteBoolean("sack", tcb.SackEnabled);
-                json.WriteBoolean("timestamps", tcb.TimestampsEnabled);
+                json.WriteString("local", Endpoint(connection.LocalEndPoint));
+                json.WriteString("remote", Endpoint(connection.RemoteEndPoint));
+                json.WriteString("state", connection.State.ToString());
+                json.WriteString("rfcState", connection.State.ToRfcName());
+                json.WriteNumber("sendQueued", connection.SendQueued);
+                json.WriteNumber("receiveQueued", connection.ReceiveQueued);
+                json.WriteNumber("srttMicros", (long)connection.SmoothedRtt.TotalMicroseconds);
+                json.WriteNumber("rtoMicros", (long)connection.RetransmissionTimeout.TotalMicroseconds);
+                json.WriteNumber("cwnd", connection.CongestionWindow);
+                json.WriteNumber("ssthresh", connection.SlowStartThreshold);
+                json.WriteNumber("bytesInFlight", connection.BytesInFlight);
+                json.WriteNumber("outOfOrderBytes", connection.OutOfOrderBytes);
+                json.WriteNumber("retransmissions", connection.Retransmissions);
+                json.WriteString("congestionControl", connection.CongestionControl);
+                json.WriteBoolean("sack", connection.Sack);
+                json.WriteBoolean("timestamps", connection.Timestamps);
                 json.WriteEndObject();
             }
             json.WriteEndArray();
 
-            var c = stack.Counters;
+            var c = diagnostics.Counters;
             json.WriteStartObject("counters");
             json.WriteNumber("packetsReceived", c.PacketsReceived);
             json.WriteNumber("packetsSent", c.PacketsSent);
@@ -99,8 +97,8 @@ public static class StatsJson
     }
 
     /// <summary>address:port, with the IPv6 address in brackets (RFC 3986 §3.2.2).</summary>
-    private static string Endpoint(IpAddress address, ushort port) =>
-        address.IsV4 ? $"{address}:{port}" : $"[{address}]:{port}";
+    private static string Endpoint(System.Net.IPEndPoint endpoint) => endpoint.ToString();
+
     private static void WriteImpairmentCounts(Utf8JsonWriter json, string direction, ImpairmentCounts counts)
     {
         json.WriteStartObject(direction);

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 
-namespace TunStack.Api;
+namespace TunStack;
 
 /// <summary>
 /// The application's end of a connection's input pipe, counting the bytes it consumed, so that closing a connection

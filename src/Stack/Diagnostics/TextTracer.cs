@@ -11,7 +11,7 @@ namespace TunStack.Diagnostics;
 ///   0.000000 in  198.18.0.1:40522 > 198.18.0.2:80 S   seq 0 win 64240 len 0 [mss 1460,sackOK,TS val 1 ecr 0,wscale 7]  LISTEN -> SYN-RECEIVED
 /// </code>
 /// </summary>
-public sealed class TextTracer : IStackTracer
+internal sealed class TextTracer : IStackTracer
 {
     private readonly TextWriter _writer;
     private long _origin = -1;

@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net;
-using SocketError = System.Net.Sockets.SocketError;
-using SocketException = System.Net.Sockets.SocketException;
-using TunStack.Api;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using TunStack.Tcp;
 using TunStack.Wire;
 
@@ -12,9 +12,10 @@ namespace TunStack.Runtime;
 /// Owns a <see cref="NetStack"/> and an <see cref="IPacketDevice"/> and drives them on one dedicated thread:
 /// read a batch of packets, feed them in with the time, hand application events to connections, let the stack
 /// send, write its packets to the device, then sleep until the next packet, wake-up or timer deadline.
-/// Applications talk to it through <see cref="TcpListener"/>/<see cref="TcpConnection"/> from any thread.
+/// Applications talk to it through <see cref="TunStackListener"/>/<see cref="TunStackConnection"/> from any thread;
+/// everything that touches the stack is posted to the loop thread.
 /// </summary>
-public sealed class EventLoop : IDisposable
+internal sealed class EventLoop : IDisposable
 {
     private const int ReadBatch = 64;
     private static readonly long MaxWaitMicros = 1_000_000;
@@ -23,21 +24,24 @@ public sealed class EventLoop : IDisposable
     private readonly IPacketDevice _device;
     private readonly TimeProvider _time;
     private readonly ConcurrentQueue<Action> _posted = new();
-    private readonly ConcurrentQueue<TcpConnection> _signaled = new();
-    private readonly Dictionary<Tcb, TcpConnection> _connections = new();
-    private readonly Dictionary<ListenEndpoint, TcpListener> _listeners = new();
-    private readonly Dictionary<Tcb, TaskCompletionSource<TcpConnection>> _connecting = new();
+    private readonly ConcurrentQueue<TunStackConnection> _signaled = new();
+    private readonly Dictionary<Tcb, TunStackConnection> _connections = new();
+    private readonly Dictionary<ListenEndpoint, ListenBinding> _bindings = new();
+    private readonly Dictionary<Tcb, PendingConnect> _connecting = new();
     private readonly byte[] _receiveBuffer;
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _postGate = new();
     private Thread? _thread;
     private volatile bool _stopping;
+    private bool _closed; // under _postGate: the loop is done and runs nothing posted any more
     private int _loopThreadId = -1;
 
-    public EventLoop(NetStack stack, IPacketDevice device, TimeProvider? time = null)
+    public EventLoop(NetStack stack, IPacketDevice device, TimeProvider? time = null, ILogger? logger = null)
     {
         _stack = stack;
         _device = device;
         _time = time ?? TimeProvider.System;
+        Logger = logger ?? NullLogger.Instance;
         // Pinned once: the device reads into it directly on every iteration.
         _receiveBuffer = GC.AllocateUninitializedArray<byte>(Math.Max(device.Mtu, 1500) + 256, pinned: true);
     }
@@ -45,24 +49,73 @@ public sealed class EventLoop : IDisposable
     /// <summary>The stack. Touch it only on the loop thread (<see cref="InvokeAsync{T}"/>) once the loop runs.</summary>
     public NetStack Stack => _stack;
 
+    public ILogger Logger { get; }
+
     /// <summary>Completes when the loop has stopped; faults if the loop failed.</summary>
     public Task Completion => _completion.Task;
 
     /// <summary>Microseconds on the loop's monotonic clock.</summary>
     public long NowMicros => (long)(_time.GetTimestamp() * (1_000_000.0 / _time.TimestampFrequency));
 
-    /// <summary>Opens a listening port. Thread-safe; before <see cref="Start"/> it takes effect at once.</summary>
-    public TcpListener Listen(ushort port, int? backlog = null)
+    /// <summary>True on the loop's own thread (or on any thread before the loop started or after it ended).</summary>
+    private bool OwnsStack => _thread is null || Environment.CurrentManagedThreadId == _loopThreadId || Volatile.Read(ref _closed);
+
+    /// <summary>
+    /// Opens a listener for <paramref name="localEndPoint"/> (a wildcard address or one of the stack's). Listeners on
+    /// one port share the engine's passive OPEN; each connection goes to the listener of its exact local address,
+    /// else to the wildcard one. Thread-safe; before <see cref="Start"/> it takes effect at once.
+    /// </summary>
+    public Task<TunStackListener> ListenAsync(IPEndPoint localEndPoint, int? backlog)
     {
-        var listener = new TcpListener(port, connection => Post(() => _stack.Accepted(connection.Tcb)));
-        void Open()
+        if (localEndPoint.Port is <= 0 or > ushort.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(localEndPoint), "The port must be between 1 and 65535.");
+        var address = localEndPoint.Address;
+        if (!address.Equals(IPAddress.Any) && !address.Equals(IPAddress.IPv6Any)
+            && !_stack.IsLocalAddress(IpAddress.FromIPAddress(address)))
+            throw new SocketException((int)SocketError.AddressNotAvailable);
+        return InvokeAsync(() =>
         {
-            var endpoint = _stack.Listen(port, backlog);
-            _listeners.Add(endpoint, listener);
-        }
-        if (_thread is null) Open();
-        else InvokeAsync(() => { Open(); return true; }).GetAwaiter().GetResult();
+            var port = (ushort)localEndPoint.Port;
+            var binding = _bindings.Values.FirstOrDefault(b => !b.IsAny && b.Endpoint.Port == port);
+            if (binding is null)
+            {
+                binding = new ListenBinding(_stack.Listen(port, backlog), isAny: false);
+                _bindings.Add(binding.Endpoint, binding);
+            }
+            var listener = new TunStackListener(this, binding, localEndPoint, null);
+            if (!binding.TryAdd(listener))
+                throw new SocketException((int)SocketError.AddressAlreadyInUse);
+            Logger.ListenerOpened(localEndPoint);
+            return listener;
+        });
+    }
+
+    /// <summary>Opens the forwarding listener: connections to any other address that <paramref name="accept"/> takes.</summary>
+    public Task<TunStackListener> ListenAnyAsync(Func<IPEndPoint, bool> accept, int? backlog) => InvokeAsync(() =>
+    {
+        var endpoint = _stack.ListenAny(tuple => accept(new IPEndPoint(tuple.LocalAddress.ToIPAddress(), tuple.LocalPort)), backlog);
+        var binding = new ListenBinding(endpoint, isAny: true);
+        _bindings.Add(endpoint, binding);
+        var listener = new TunStackListener(this, binding, new IPEndPoint(IPAddress.IPv6Any, 0), accept);
+        binding.TryAdd(listener);
+        Logger.ForwardingListenerOpened();
         return listener;
+    });
+
+    /// <summary>Loop thread: the listener is disposed; when its port has no listener left, the engine stops listening.</summary>
+    internal void CloseListener(TunStackListener listener)
+    {
+        var binding = listener.Binding;
+        if (!binding.Remove(listener)) return;
+        if (binding.IsEmpty)
+        {
+            _stack.StopListening(binding.Endpoint);
+            _bindings.Remove(binding.Endpoint);
+        }
+        // Connections established but not accepted are reset, as close(2) on a listening socket does.
+        foreach (var queued in listener.CompleteAccepting())
+            queued.AbortOnLoop();
+        Logger.ListenerClosed(listener.LocalEndPoint);
     }
 
     /// <summary>
@@ -71,28 +124,38 @@ public sealed class EventLoop : IDisposable
     /// (<see cref="SocketError.ConnectionRefused"/> on RST, <see cref="SocketError.TimedOut"/> when no answer came in
     /// time) or is cancelled (the attempt is then abandoned). Thread-safe; the loop must be running.
     /// </summary>
-    public Task<TcpConnection> ConnectAsync(IPEndPoint remote, CancellationToken cancellationToken = default)
+    public Task<TunStackConnection> ConnectAsync(IPEndPoint remote, CancellationToken cancellationToken = default)
     {
-        var result = new TaskCompletionSource<TcpConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (cancellationToken.IsCancellationRequested)
+            return Task.FromCanceled<TunStackConnection>(cancellationToken);
+        var result = new TaskCompletionSource<TunStackConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
         var address = IpAddress.FromIPAddress(remote.Address);
         Post(() =>
         {
+            if (_stopping)
+            {
+                result.TrySetException(new ObjectDisposedException(nameof(TunStackHost)));
+                return;
+            }
             try
             {
                 var tcb = _stack.Connect(address, (ushort)remote.Port, nowMicros: NowMicros);
-                _connecting.Add(tcb, result);
+                var pending = new PendingConnect(result);
+                _connecting.Add(tcb, pending);
                 if (cancellationToken.CanBeCanceled)
                 {
-                    cancellationToken.Register(() => Post(() =>
+                    pending.Cancellation = cancellationToken.UnsafeRegister(_ => Post(() =>
                     {
-                        if (_connecting.Remove(tcb, out var pending) && pending.TrySetCanceled(cancellationToken))
+                        if (_connecting.Remove(tcb, out var cancelled) && cancelled.Result.TrySetCanceled(cancellationToken))
                             tcb.Abort();
-                    }));
+                    }), null);
                 }
             }
             catch (Exception e)
             {
-                result.TrySetException(e);
+                result.TrySetException(e is InvalidOperationException
+                    ? new SocketException((int)SocketError.AddressNotAvailable, e.Message)
+                    : e);
             }
         });
         return result.Task;
@@ -116,16 +179,32 @@ public sealed class EventLoop : IDisposable
 
     public void Dispose() => Stop();
 
-    /// <summary>Runs <paramref name="action"/> on the loop thread soon.</summary>
+    /// <summary>
+    /// Runs <paramref name="action"/> on the loop thread soon. Once the loop has ended it runs on the caller's thread
+    /// at once (nothing else touches the stack then), so that nothing posted is lost.
+    /// </summary>
     public void Post(Action action)
     {
-        _posted.Enqueue(action);
-        _device.Wake();
+        lock (_postGate)
+        {
+            if (!_closed)
+            {
+                _posted.Enqueue(action);
+                _device.Wake();
+                return;
+            }
+        }
+        action();
     }
 
-    /// <summary>Runs <paramref name="func"/> on the loop thread and returns its result.</summary>
+    /// <summary>Runs <paramref name="func"/> on the loop thread (or at once where that is safe) and returns its result.</summary>
     public Task<T> InvokeAsync<T>(Func<T> func)
     {
+        if (OwnsStack)
+        {
+            try { return Task.FromResult(func()); }
+            catch (Exception e) { return Task.FromException<T>(e); }
+        }
         var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
         Post(() =>
         {
@@ -135,7 +214,7 @@ public sealed class EventLoop : IDisposable
         return tcs.Task;
     }
 
-    internal void Signal(TcpConnection connection)
+    internal void Signal(TunStackConnection connection)
     {
         _signaled.Enqueue(connection);
         _device.Wake();
@@ -148,13 +227,42 @@ public sealed class EventLoop : IDisposable
         {
             while (!_stopping)
                 RunOnce(wait: true);
-            foreach (var listener in _listeners.Values) listener.Complete();
+            Shutdown();
             _completion.TrySetResult();
         }
         catch (Exception e)
         {
+            Logger.LoopFailed(e);
+            try { Shutdown(); }
+            catch (Exception) { /* the original failure is the one to report */ }
             _completion.TrySetException(e);
         }
+    }
+
+    /// <summary>
+    /// Loop thread, at the end: every connection is reset (the peers learn at once that the host is gone), every
+    /// listener and pending connect fails, and from now on posted work runs on the poster's thread.
+    /// </summary>
+    private void Shutdown()
+    {
+        lock (_postGate)
+            _closed = true;
+        while (_posted.TryDequeue(out var action))
+            action();
+        foreach (var (tcb, pending) in _connecting)
+        {
+            pending.Result.TrySetException(new ObjectDisposedException(nameof(TunStackHost)));
+            if (tcb.State != TcpState.Closed) tcb.Abort();
+        }
+        _connecting.Clear();
+        foreach (var binding in _bindings.Values.ToArray())
+            foreach (var listener in binding.Listeners.ToArray())
+                CloseListener(listener);
+        foreach (var connection in _connections.Values.ToArray())
+            connection.AbortOnLoop();
+        DispatchEvents();
+        _stack.Poll(NowMicros);
+        Transmit();
     }
 
     /// <summary>One iteration of the loop. Public for tests that drive the loop on their own thread.</summary>
@@ -166,9 +274,7 @@ public sealed class EventLoop : IDisposable
         while (_signaled.TryDequeue(out var connection))
         {
             connection.OnLoopSignal();
-            connection.CheckFinished();
-            if (connection.IsFinished)
-                _connections.Remove(connection.Tcb);
+            Forget(connection);
         }
 
         int read = 0;
@@ -208,6 +314,14 @@ public sealed class EventLoop : IDisposable
         }
     }
 
+    /// <summary>Loop thread: the connection finished; the loop lets go of it.</summary>
+    private void Forget(TunStackConnection connection)
+    {
+        connection.CheckFinished();
+        if (connection.IsFinished && _connections.Remove(connection.Tcb))
+            Logger.ConnectionFinished(connection);
+    }
+
     private void DispatchEvents()
     {
         while (_stack.TryTakeEvents(out var tcb, out var events))
@@ -216,16 +330,24 @@ public sealed class EventLoop : IDisposable
             {
                 if (tcb.State != TcpState.Closed && (events & ConnectionEvents.Established) != 0)
                 {
-                    var connected = new TcpConnection(this, tcb);
+                    pending.Cancellation.Dispose();
+                    var connected = new TunStackConnection(this, tcb);
                     _connections.Add(tcb, connected);
-                    if (!pending.TrySetResult(connected))
+                    if (!pending.Result.TrySetResult(connected))
                         tcb.Abort();
                 }
                 else if (tcb.State == TcpState.Closed)
                 {
-                    pending.TrySetException(new SocketException((int)(tcb.CloseReason == CloseReason.Refused
-                        ? SocketError.ConnectionRefused
-                        : tcb.CloseReason == CloseReason.TimedOut ? SocketError.TimedOut : SocketError.ConnectionAborted)));
+                    pending.Cancellation.Dispose();
+                    var error = tcb.CloseReason switch
+                    {
+                        CloseReason.Refused => SocketError.ConnectionRefused,
+                        CloseReason.TimedOut => SocketError.TimedOut,
+                        CloseReason.ResetByPeer => SocketError.ConnectionReset,
+                        _ => SocketError.ConnectionAborted,
+                    };
+                    Logger.ConnectFailed(tcb.Tuple.RemoteAddress.ToIPAddress(), tcb.Tuple.RemotePort, error);
+                    pending.Result.TrySetException(new SocketException((int)error));
                     continue;
                 }
                 else
@@ -233,23 +355,42 @@ public sealed class EventLoop : IDisposable
                     _connecting.Add(tcb, pending); // not yet: keep waiting
                 }
             }
-            if ((events & ConnectionEvents.Established) != 0 && tcb.Listener is { } endpoint
-                && _listeners.TryGetValue(endpoint, out var listener) && tcb.State != TcpState.Closed)
-            {
-                var created = new TcpConnection(this, tcb);
-                _connections.Add(tcb, created);
-                listener.Enqueue(created);
-            }
+            if ((events & ConnectionEvents.Established) != 0 && tcb.Listener is { } endpoint && tcb.State != TcpState.Closed
+                && !_connections.ContainsKey(tcb))
+                Deliver(tcb, endpoint);
             if (!_connections.TryGetValue(tcb, out var connection))
                 continue;
             connection.PumpInbound();
             connection.PumpOutbound();
-            connection.CheckFinished();
-            if (connection.IsFinished)
-                _connections.Remove(tcb);
+            Forget(connection);
         }
+    }
+
+    /// <summary>A passive open completed: the connection goes to the listener of its local address, or is reset.</summary>
+    private void Deliver(Tcb tcb, ListenEndpoint endpoint)
+    {
+        var listener = _bindings.TryGetValue(endpoint, out var binding)
+            ? binding.Select(tcb.Tuple.LocalAddress.ToIPAddress())
+            : null;
+        if (listener is null)
+        {
+            // The listener was closed meanwhile, or none listens on this address: as a closed port would (RST).
+            Logger.ConnectionRejected(tcb.Tuple.LocalAddress.ToIPAddress(), tcb.Tuple.LocalPort);
+            tcb.Abort();
+            return;
+        }
+        var created = new TunStackConnection(this, tcb);
+        _connections.Add(tcb, created);
+        listener.Enqueue(created);
+        Logger.ConnectionAccepted(created);
     }
 
     /// <summary>Connections the application still holds (for diagnostics).</summary>
     public int ApplicationConnectionCount => _connections.Count;
+
+    private sealed class PendingConnect(TaskCompletionSource<TunStackConnection> result)
+    {
+        public TaskCompletionSource<TunStackConnection> Result { get; } = result;
+        public CancellationTokenRegistration Cancellation { get; set; }
+    }
 }

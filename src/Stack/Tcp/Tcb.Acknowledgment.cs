@@ -9,7 +9,7 @@ namespace TunStack.Tcp;
 // acknowledgments update the scoreboard of segments in flight (RFC 6675), RACK-TLP decides what is lost (RFC 8985),
 // and fast recovery retransmits it at the pace proportional rate reduction allows (RFC 6937). A peer without SACK
 // gets NewReno's duplicate-ACK recovery (RFC 6582) with limited transmit (RFC 3042).
-public sealed partial class Tcb
+internal sealed partial class Tcb
 {
     private CongestionControl? _cc;
     private long _initialWindow;

@@ -8,7 +8,7 @@ namespace TunStack.Tcp;
 // is due:
 //   retransmission (RFC 6298)          loss probe (RFC 8985 §7)      reordering (RFC 8985 §6.3)
 //   persist, for zero windows (RFC 9293 §3.8.6.1)    delayed ACK (RFC 9293 §3.8.6.3)    TIME-WAIT (§3.10.8)
-public sealed partial class Tcb
+internal sealed partial class Tcb
 {
     internal const long Never = long.MaxValue;
     /// <summary>RFC 8985 §7.2 WCDelAckT: the worst-case delayed-ACK time a loss probe waits for when one segment is out.</summary>

@@ -55,7 +55,7 @@ internal sealed partial class TcpLayer
         // the 4-tuple. The new ISN lies beyond everything the old one sent (MAY-2); if the listener cannot take the
         // SYN, the record stays as it was.
         if ((flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst | TcpFlags.Fin)) == TcpFlags.Syn
-            && _listeners.TryGetValue(seg.DestinationPort, out var listener) && IsNewIncarnation(record, seq, options))
+            && FindListener(tuple) is { } listener && IsNewIncarnation(record, seq, options))
         {
             if (listener.HalfOpenCount >= listener.HalfOpenLimit && !_stack.Options.SynCookies || listener.AcceptQueueFull)
             {

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace TunStack.Wire;
 
 /// <summary>The Internet checksum (RFC 1071): one's-complement sum of 16-bit big-endian words.</summary>
-public static class Checksum
+internal static class Checksum
 {
     /// <summary>Adds <paramref name="data"/> to a running 32-bit partial sum (an odd trailing byte is padded with zero).</summary>
     public static uint Add(uint sum, ReadOnlySpan<byte> data)

@@ -8,7 +8,7 @@ namespace TunStack.Wire;
 /// in bounds. Every ICMPv6 message has at least the 4-byte type/code/checksum header and a 4-byte field after it:
 /// identifier and sequence number for echo (§4.1), the MTU for Packet Too Big (§3.2), unused or a pointer otherwise.
 /// </summary>
-public readonly ref struct IcmpV6Packet
+internal readonly ref struct IcmpV6Packet
 {
     // Field offsets (RFC 4443 §2.1, §3.2, §4.1).
     private const int TypeOffset = 0;

@@ -7,7 +7,7 @@ namespace TunStack.Wire;
 /// An IPv4 or IPv6 address as a 16-byte value type, so 4-tuples hash and compare without allocation.
 /// IPv4 addresses are held in their IPv4-mapped IPv6 form (::ffff:a.b.c.d, RFC 4291 §2.5.5.2).
 /// </summary>
-public readonly struct IpAddress : IEquatable<IpAddress>
+internal readonly struct IpAddress : IEquatable<IpAddress>
 {
     private const ulong V4MappedPrefix = 0x0000_FFFF_0000_0000UL;
     private readonly ulong _high;

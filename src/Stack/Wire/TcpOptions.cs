@@ -6,7 +6,7 @@ namespace TunStack.Wire;
 /// The TCP options the stack understands, parsed from (or written to) the options area of a header
 /// (RFC 9293 §3.1/§3.2; window scale and timestamps RFC 7323; SACK RFC 2018).
 /// </summary>
-public struct TcpOptions : IEquatable<TcpOptions>
+internal struct TcpOptions : IEquatable<TcpOptions>
 {
     public const byte KindEndOfList = 0;
     public const byte KindNoOperation = 1;

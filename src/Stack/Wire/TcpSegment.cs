@@ -7,7 +7,7 @@ namespace TunStack.Wire;
 /// once; accessors never read out of bounds. The checksum needs the IP pseudo-header, so it is verified by
 /// <see cref="VerifyChecksum"/>.
 /// </summary>
-public readonly ref struct TcpSegment
+internal readonly ref struct TcpSegment
 {
     // Field offsets (RFC 9293 §3.1 Figure 1).
     private const int SourcePortOffset = 0;

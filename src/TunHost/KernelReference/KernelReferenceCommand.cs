@@ -47,7 +47,7 @@ internal static class KernelReferenceCommand
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
 
         var console = TextWriter.Synchronized(new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = true });
-        IConnectionService[] services = [new HttpService(), new EchoService(), new DiscardService()];
+        IService[] services = [new HttpService(), new EchoService(), new DiscardService()];
         await using var server = new KernelReferenceServer(address, services, console);
         try
         {

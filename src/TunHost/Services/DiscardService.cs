@@ -1,54 +1,43 @@
-using System.IO.Pipelines;
-using TunStack.Api;
+using System.Buffers;
 
 namespace TunStack.Host.Services;
 
 /// <summary>
-/// Discard protocol (RFC 863): everything received is thrown away; nothing is ever sent.
-/// Our side closes once the peer has closed its side.
+/// Discard protocol (RFC 863): everything received is thrown away; nothing is ever sent. Our side closes once the peer
+/// has closed its side. Written on the public stream API (<see cref="TunStackStream"/>).
 /// </summary>
-public sealed class DiscardService : IConnectionService
+public sealed class DiscardService : IStreamService
 {
     private long _bytesDiscarded;
 
+    /// <inheritdoc />
     public string Name => "discard";
 
+    /// <inheritdoc />
     public ushort Port { get; init; } = 9;
 
     /// <summary>Total bytes received and dropped, over all connections.</summary>
     public long BytesDiscarded => Interlocked.Read(ref _bytesDiscarded);
 
-    public async Task HandleAsync(IDuplexPipe transport, ConnectionInfo info, CancellationToken cancellationToken)
+    /// <inheritdoc />
+    public async Task HandleAsync(Stream stream, Action completeWrites, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(transport);
-        PipeReader input = transport.Input;
-        PipeWriter output = transport.Output;
+        ArgumentNullException.ThrowIfNull(stream);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
         try
         {
-            while (true)
-            {
-                ReadResult result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
-                long length = result.Buffer.Length;
-                input.AdvanceTo(result.Buffer.End);
-                if (length > 0)
-                {
-                    Interlocked.Add(ref _bytesDiscarded, length);
-                }
-
-                if (result.IsCompleted || result.IsCanceled)
-                {
-                    break;
-                }
-            }
+            int n;
+            while ((n = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+                Interlocked.Add(ref _bytesDiscarded, n);
+            completeWrites();
         }
-        catch (Exception)
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
         {
             // Reset, abort or shutdown.
         }
         finally
         {
-            await PipeCompletion.CompleteQuietlyAsync(output).ConfigureAwait(false);
-            await PipeCompletion.CompleteQuietlyAsync(input).ConfigureAwait(false);
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 }

@@ -1,67 +1,49 @@
 using System.Buffers;
-using System.IO.Pipelines;
-using TunStack.Api;
 
 namespace TunStack.Host.Services;
 
 /// <summary>
-/// Echo protocol (RFC 862): every byte received is sent back. When the peer half-closes, the
-/// remaining data is echoed and then our side closes too.
+/// Echo protocol (RFC 862): every byte received is sent back. When the peer half-closes, the remaining data is echoed
+/// and then our side closes too. Written on the public stream API (<see cref="TunStackStream"/>), as any .NET
+/// socket code would be.
 /// </summary>
-public sealed class EchoService : IConnectionService
+public sealed class EchoService : IStreamService
 {
     private long _bytesEchoed;
 
+    /// <inheritdoc />
     public string Name => "echo";
 
+    /// <inheritdoc />
     public ushort Port { get; init; } = 7;
 
     /// <summary>Total bytes written back, over all connections.</summary>
     public long BytesEchoed => Interlocked.Read(ref _bytesEchoed);
 
-    public async Task HandleAsync(IDuplexPipe transport, ConnectionInfo info, CancellationToken cancellationToken)
+    /// <inheritdoc />
+    public async Task HandleAsync(Stream stream, Action completeWrites, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(transport);
-        PipeReader input = transport.Input;
-        PipeWriter output = transport.Output;
+        ArgumentNullException.ThrowIfNull(stream);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
         try
         {
-            while (true)
+            int n;
+            // Not reading while the write waits for window is what pushes back on the sender.
+            while ((n = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
             {
-                ReadResult result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
-                ReadOnlySequence<byte> buffer = result.Buffer;
-                long length = buffer.Length;
-                foreach (ReadOnlyMemory<byte> segment in buffer)
-                {
-                    output.Write(segment.Span);
-                }
-
-                input.AdvanceTo(buffer.End);
-                if (length > 0)
-                {
-                    Interlocked.Add(ref _bytesEchoed, length);
-                    // Not reading while the flush waits is what pushes back on the sender.
-                    FlushResult flush = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
-                    if (flush.IsCompleted || flush.IsCanceled)
-                    {
-                        break;
-                    }
-                }
-
-                if (result.IsCompleted || result.IsCanceled)
-                {
-                    break;
-                }
+                await stream.WriteAsync(buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
+                Interlocked.Add(ref _bytesEchoed, n);
             }
+            // The peer's FIN: everything is echoed, now ours follows.
+            completeWrites();
         }
-        catch (Exception)
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
         {
             // Reset, abort or shutdown: the connection is over either way.
         }
         finally
         {
-            await PipeCompletion.CompleteQuietlyAsync(output).ConfigureAwait(false);
-            await PipeCompletion.CompleteQuietlyAsync(input).ConfigureAwait(false);
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 }

@@ -5,7 +5,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Unicode;
-using TunStack.Api;
+using TunStack;
 
 namespace TunStack.Host.Services;
 
@@ -56,7 +56,7 @@ public sealed class HttpService : IConnectionService
 
     internal void CountResponse() => Interlocked.Increment(ref _requestsServed);
 
-    public async Task HandleAsync(IDuplexPipe transport, ConnectionInfo info, CancellationToken cancellationToken)
+    public async Task HandleAsync(IDuplexPipe transport, TcpConnectionInfo info, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(transport);
         ArgumentNullException.ThrowIfNull(info);
@@ -120,7 +120,7 @@ internal sealed class HttpConnection
     private readonly HttpService _service;
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
-    private readonly ConnectionInfo _info;
+    private readonly TcpConnectionInfo _info;
     private readonly CancellationToken _ct;
     private byte[]? _scratch;
     private IncrementalHash? _hash;
@@ -129,7 +129,7 @@ internal sealed class HttpConnection
     // HTTP minor version of the request being answered: decides how keep-alive is announced.
     private int _minorVersion = 1;
 
-    public HttpConnection(HttpService service, PipeReader input, PipeWriter output, ConnectionInfo info, CancellationToken ct)
+    public HttpConnection(HttpService service, PipeReader input, PipeWriter output, TcpConnectionInfo info, CancellationToken ct)
     {
         _service = service;
         _input = input;

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
-using TunStack.Api;
+using TunStack;
 
 namespace TunStack.Host.Services;
 
@@ -15,7 +15,7 @@ internal static class ServicePages
         "th, td { text-align: left; padding: .2rem 1rem .2rem 0 } td { font-family: ui-monospace, monospace } " +
         "pre { background: #f4f4f4; padding: .75rem; overflow-x: auto }";
 
-    public static string Html(ConnectionInfo info, bool hasStats)
+    public static string Html(TcpConnectionInfo info, bool hasStats)
     {
         string host = Encode(HostOf(info.LocalEndPoint));
         var b = new StringBuilder(2048);
@@ -48,7 +48,7 @@ internal static class ServicePages
         return b.ToString();
     }
 
-    public static string Text(ConnectionInfo info, bool hasStats)
+    public static string Text(TcpConnectionInfo info, bool hasStats)
     {
         string host = HostOf(info.LocalEndPoint);
         var b = new StringBuilder(1024);

@@ -1,4 +1,4 @@
-using TunStack.Api;
+using TunStack;
 using System.Net;
 using System.Buffers;
 using System.IO.Pipelines;
@@ -69,9 +69,9 @@ public sealed class HttpServiceTests
     public async Task Front_page_has_the_same_length_for_every_ipv4_connection()
     {
         // Load generators such as ab count a changed Content-Length as a failed request.
-        var small = new ConnectionInfo(new IPEndPoint(IPAddress.Parse("198.18.0.2"), 80),
+        var small = new TcpConnectionInfo(new IPEndPoint(IPAddress.Parse("198.18.0.2"), 80),
             new IPEndPoint(IPAddress.Parse("1.2.3.4"), 5), 1, 2, 536, 1460);
-        var large = new ConnectionInfo(new IPEndPoint(IPAddress.Parse("198.18.0.2"), 80),
+        var large = new TcpConnectionInfo(new IPEndPoint(IPAddress.Parse("198.18.0.2"), 80),
             new IPEndPoint(IPAddress.Parse("198.188.100.100"), 65535), 4_000_000_000, 3_999_999_999, 65535, 1460);
         long? length = null;
         foreach (var info in new[] { small, large })

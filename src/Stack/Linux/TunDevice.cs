@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using TunStack.Runtime;
 
-namespace TunStack.Host.Linux;
+namespace TunStack.Linux;
 
 /// <summary>
 /// A Linux TUN device (layer 3, no packet-information prefix): every read and write is one IP datagram.
@@ -17,6 +17,7 @@ namespace TunStack.Host.Linux;
 /// </remarks>
 public sealed unsafe class TunDevice : IPacketDevice
 {
+    /// <summary>The clone device every TUN interface is opened through.</summary>
     public const string ClonePath = "/dev/net/tun";
 
     /// <summary><c>_IOW('T', 202, int)</c>.</summary>
@@ -59,7 +60,7 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// </summary>
     /// <param name="name">Interface name, at most 15 bytes; a pattern such as "tun%d" lets the kernel choose.</param>
     /// <param name="mtu">Largest datagram the caller will send or expects to receive (68..65535).</param>
-    public static TunDevice Open(string name, int mtu)
+    public static TunDevice Open(string name, int mtu = 1500)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentOutOfRangeException.ThrowIfLessThan(mtu, 68);
