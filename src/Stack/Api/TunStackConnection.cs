@@ -140,7 +140,12 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
     /// The connection as a <see cref="Stream"/> (the same one on every call), for code written against
     /// <see cref="NetworkStream"/>. Disposing the stream disposes the connection.
     /// </summary>
-    public TunStackStream GetStream() => _stream ??= new TunStackStream(this);
+    public TunStackStream GetStream()
+    {
+        if (Volatile.Read(ref _stream) is { } stream) return stream;
+        Interlocked.CompareExchange(ref _stream, new TunStackStream(this), null);
+        return _stream;
+    }
 
     /// <summary>Resets the connection (RST) at once, discarding unsent and unread data (RFC 9293 §3.10.5).</summary>
     public void Abort() => _loop.Post(AbortOnLoop);
