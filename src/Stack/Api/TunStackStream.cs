@@ -16,6 +16,7 @@ public sealed class TunStackStream : Stream
 {
     private readonly TunStackConnection _connection;
     private int _writesCompleted;
+    private bool _readerDone; // disposed: a read that fails because the pipe was completed under it returns 0
 
     internal TunStackStream(TunStackConnection connection) => _connection = connection;
 
@@ -74,8 +75,6 @@ public sealed class TunStackStream : Stream
             if (result.IsCanceled) throw new OperationCanceledException(cancellationToken);
         }
     }
-
-    private bool _readerDone;
 
     /// <inheritdoc />
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
