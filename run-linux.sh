@@ -268,6 +268,7 @@ install_test_packages() {
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
     command -v python3 >/dev/null 2>&1 || need+=(python3)
     command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+    command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
     command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
     # The tests use OpenBSD nc's -N; another nc on PATH does not do.
     if command -v dpkg-query >/dev/null 2>&1; then

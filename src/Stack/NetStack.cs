@@ -42,6 +42,9 @@ public sealed class NetStack
     internal TcpLayer Tcp { get; }
     internal bool InSegmentArrival { get; private set; }
 
+    /// <summary>The offload metadata of the packet being received (plain outside <see cref="Receive(ReadOnlySpan{byte}, long, in PacketInfo)"/>).</summary>
+    internal PacketInfo ArrivalInfo { get; private set; }
+
     /// <summary>
     /// An ICMPv6 Packet Too Big arrived about one of our TCP segments (RFC 4443 §3.2). Raised on the caller's thread
     /// inside <see cref="Receive"/>; the handler must not throw. The stack itself does not change any MSS (yet).
@@ -92,6 +95,12 @@ public sealed class NetStack
     /// <summary>The application accepted <paramref name="connection"/>: it leaves its listener's accept queue.</summary>
     public void Accepted(Tcb connection) => Tcp.Accepted(connection);
 
+    /// <summary>
+    /// What the device offloads (set by whoever connects the stack to a device, e.g. the event loop): with checksum
+    /// offload the stack leaves TCP checksums to the device; with segmentation offload it sends super-packets.
+    /// </summary>
+    public DeviceOffloads DeviceOffloads { get; set; }
+
     /// <summary>Pooled memory the connections' send and receive buffers hold now.</summary>
     public BufferBudget Buffers { get; } = new();
 
@@ -116,10 +125,18 @@ public sealed class NetStack
     /// One packet from the device. Never throws for any input: a malformed or unwanted packet is dropped and
     /// counted. Replies are queued; call <see cref="Poll"/> to let connections send.
     /// </summary>
-    public void Receive(ReadOnlySpan<byte> packet, long nowMicros)
+    public void Receive(ReadOnlySpan<byte> packet, long nowMicros) => Receive(packet, nowMicros, PacketInfo.Plain);
+
+    /// <summary>
+    /// One packet from an offloading device, with its metadata: a TCP checksum the device left partial or verified is
+    /// not checked again; a super-packet (segmentation offload) is processed whole, as the segments it stands for.
+    /// </summary>
+    public void Receive(ReadOnlySpan<byte> packet, long nowMicros, in PacketInfo info)
     {
         Now = nowMicros;
         Counters.PacketsReceived++;
+        ArrivalInfo = info;
+        if (info.Segmentation != SegmentationKind.None) Counters.SuperPacketsReceived++;
         InSegmentArrival = true;
         DropReason reason;
         try
@@ -135,6 +152,7 @@ public sealed class NetStack
         finally
         {
             InSegmentArrival = false;
+            ArrivalInfo = PacketInfo.Plain;
         }
         if (reason != DropReason.None)
         {

@@ -61,6 +61,9 @@ public sealed class StackCounters
     public long ChallengeAcksSuppressed;
     public long OutOfWindowAcksSuppressed;
     public long SynCookiesSent;
+    /// <summary>Super-packets (segmentation offload) sent and received, each standing for several segments.</summary>
+    public long SuperPacketsSent;
+    public long SuperPacketsReceived;
     public long SynCookiesAccepted;
     public long ConnectionLimitReached;
     public long MemoryLimitReached;

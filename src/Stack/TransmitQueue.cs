@@ -7,11 +7,14 @@ public readonly struct OutgoingPacket
 {
     public readonly byte[] Buffer;
     public readonly int Length;
+    /// <summary>Offload metadata for the device (a super-packet to segment, a checksum to complete); plain by default.</summary>
+    public readonly PacketInfo Info;
 
-    internal OutgoingPacket(byte[] buffer, int length)
+    internal OutgoingPacket(byte[] buffer, int length, PacketInfo info = default)
     {
         Buffer = buffer;
         Length = length;
+        Info = info;
     }
 
     public ReadOnlySpan<byte> Span => Buffer.AsSpan(0, Length);
@@ -31,7 +34,15 @@ public sealed class TransmitQueue
 
     public int Count => _queue.Count;
 
+    /// <summary>The size of the buffers <see cref="Rent()"/> hands out (the MTU).</summary>
+    public int BufferSize => _bufferSize;
+
     internal byte[] Rent() => _pool.Rent(_bufferSize);
+
+    /// <summary>A buffer for a packet of up to <paramref name="length"/> bytes (a segmentation-offload super-packet).</summary>
+    internal byte[] Rent(int length) => _pool.Rent(Math.Max(length, _bufferSize));
+
+    internal void Enqueue(byte[] buffer, int length, in PacketInfo info) => _queue.Enqueue(new OutgoingPacket(buffer, length, info));
 
     internal void Enqueue(byte[] buffer, int length) => _queue.Enqueue(new OutgoingPacket(buffer, length));
 

@@ -41,6 +41,13 @@ public static class FetchCommand
             Description = "Give up when the whole fetch takes longer (connecting included)",
             DefaultValueFactory = _ => 60,
         };
+        var offload = new Option<string>("--offload")
+        {
+            HelpName = "on|off",
+            Description = "Checksum and TCP segmentation offload with the TUN device",
+            DefaultValueFactory = _ => "on",
+        };
+        offload.AcceptOnlyFromAmong("on", "off");
         var url = new Argument<string>("url") { Description = "http://IPv4[:port][/path], e.g. http://198.18.0.1:8000/" };
 
         var command = new Command("fetch",
@@ -55,7 +62,7 @@ public static class FetchCommand
               sudo ip netns exec tunstack tunstack fetch --trace http://198.18.0.1:8000/
             """)
         {
-            tun, address, mtu, trace, output, timeout, url,
+            tun, address, mtu, trace, output, timeout, offload, url,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -72,7 +79,7 @@ public static class FetchCommand
                 return FetchClient.ExitCodes.Usage;
             }
             var options = new FetchOptions(parse.GetValue(tun)!, parse.GetValue(address)!, mtuValue, parse.GetValue(trace),
-                parse.GetValue(url)!, parse.GetValue(output), TimeSpan.FromSeconds(seconds));
+                parse.GetValue(url)!, parse.GetValue(output), TimeSpan.FromSeconds(seconds), parse.GetValue(offload) == "on");
             var error = TextWriter.Synchronized(new StreamWriter(Console.OpenStandardError()) { AutoFlush = true });
             return await FetchClient.RunAsync(options, error, cancellationToken);
         });

@@ -59,6 +59,15 @@ var impair = new Option<string?>("--impair")
         "loss=1%,reorder=2%,dup=0.5%,corrupt=0.1%,delay=2ms,jitter=1ms,seed=42 (any subset; the same seed repeats a run)",
 };
 
+var offload = new Option<string>("--offload")
+{
+    HelpName = "on|off",
+    Description = "Checksum and TCP segmentation offload with the TUN device (virtio-net header): 64 KiB super-packets " +
+        "both ways instead of one packet per segment",
+    DefaultValueFactory = _ => "on",
+};
+offload.AcceptOnlyFromAmong("on", "off");
+
 var root = new RootCommand(
     """
     tunstack: a user-space TCP/IP stack in C#, serving HTTP (port 80), echo (7) and discard (9) over a Linux TUN device.
@@ -77,7 +86,7 @@ var root = new RootCommand(
                                               lose and reorder 1% of the packets each way, repeatably
     """)
 {
-    tun, address, mtu, trace, msl, finTimeout, pcap, pcapLimit, impair,
+    tun, address, mtu, trace, msl, finTimeout, pcap, pcapLimit, impair, offload,
 };
 // Hidden: the same services over kernel sockets, the reference that ./run-linux.sh bench e2e measures against.
 root.Subcommands.Add(TunStack.Host.KernelReference.KernelReferenceCommand.Create());
@@ -94,7 +103,8 @@ root.SetAction(async (parse, cancellationToken) =>
     }
     var options = new HostOptions(
         parse.GetValue(tun)!, parse.GetValue(address)!.Distinct().ToArray(), parse.GetValue(mtu), parse.GetValue(trace),
-        parse.GetValue(msl), parse.GetValue(finTimeout), parse.GetValue(pcap), parse.GetValue(pcapLimit), impairment);
+        parse.GetValue(msl), parse.GetValue(finTimeout), parse.GetValue(pcap), parse.GetValue(pcapLimit), impairment,
+        parse.GetValue(offload) == "on");
     if (HostOptionsCheck.Problem(options) is { } problem)
     {
         Console.Error.WriteLine($"tunstack: {problem}");

@@ -24,7 +24,7 @@ public sealed class StackHost
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         var addresses = _options.Addresses.Select(IpAddress.Parse).ToArray();
-        using var tun = TunDevice.Open(_options.TunName, _options.Mtu);
+        using var tun = TunDevice.Open(_options.TunName, _options.Mtu, _options.Offload);
         await using var capture = OpenCapture();
 
         // The device chain, from the event loop down to the TUN device:
@@ -62,6 +62,7 @@ public sealed class StackHost
             _console.WriteLine($"tunstack: capturing every packet to {_options.PcapFile} (pcap, raw IP; limit {_options.PcapLimitMegabytes} MB)");
         _console.WriteLine($"tunstack ready on {device.Name} {string.Join(", ", addresses)} mtu {_options.Mtu}: " +
             string.Join(", ", services.Select(s => $"{s.Name} {s.Port}")) +
+            $"; offload {OffloadText(tun.Offloads)}" +
             (impaired is null ? string.Empty : $"; impair {impaired.Options}"));
 
         try
@@ -93,6 +94,17 @@ public sealed class StackHost
             return null;
         return PcapWriter.Create(path, _options.PcapLimitMegabytes * 1_000_000L,
             message => _console.WriteLine($"tunstack: --pcap {path}: {message}"));
+    }
+
+    /// <summary>"off", or what the kernel granted, e.g. "csum,tso4,tso6".</summary>
+    internal static string OffloadText(DeviceOffloads offloads)
+    {
+        if (offloads == DeviceOffloads.None) return "off";
+        var parts = new List<string>(3);
+        if ((offloads & DeviceOffloads.Checksum) != 0) parts.Add("csum");
+        if ((offloads & DeviceOffloads.TcpSegmentation4) != 0) parts.Add("tso4");
+        if ((offloads & DeviceOffloads.TcpSegmentation6) != 0) parts.Add("tso6");
+        return string.Join(",", parts);
     }
 
     private async Task AcceptLoopAsync(IConnectionService service, TcpListener listener, CancellationToken cancellationToken)

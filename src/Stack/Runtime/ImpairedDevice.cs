@@ -53,7 +53,7 @@ public sealed class ImpairedDevice : IPacketDevice
         _origin = _time.GetTimestamp();
         ulong seed = options.Seed ?? BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
         Options = options with { Seed = seed };
-        _pool = new PacketBufferPool(Math.Max(inner.Mtu, 1500) + 256);
+        _pool = new PacketBufferPool(Math.Max(inner.MaxPacketSize, 1500) + 256);
         _inbound = new ImpairmentLane(Options, seed, stream: 0, _pool);
         _outbound = new ImpairmentLane(Options, seed, stream: 1, _pool);
     }
@@ -67,6 +67,10 @@ public sealed class ImpairedDevice : IPacketDevice
     public string Name => _inner.Name;
 
     public int Mtu => _inner.Mtu;
+
+    public DeviceOffloads Offloads => _inner.Offloads;
+
+    public int MaxPacketSize => _inner.MaxPacketSize;
 
     /// <summary>What was done to packets travelling from the device to the engine.</summary>
     public ImpairmentCounts Inbound => _inbound.Counts;
@@ -93,8 +97,11 @@ public sealed class ImpairedDevice : IPacketDevice
         }
     }
 
-    public int TryRead(Span<byte> buffer)
+    public int TryRead(Span<byte> buffer) => TryRead(buffer, out _);
+
+    public int TryRead(Span<byte> buffer, out PacketInfo info)
     {
+        info = PacketInfo.Plain;
         long now = NowMicros;
         FlushOutbound(now);
         _inbound.Release(now);
@@ -102,9 +109,10 @@ public sealed class ImpairedDevice : IPacketDevice
         {
             byte[] received = _pool.Rent();
             int length;
+            PacketInfo receivedInfo;
             try
             {
-                length = _inner.TryRead(received);
+                length = _inner.TryRead(received, out receivedInfo);
             }
             catch
             {
@@ -118,7 +126,7 @@ public sealed class ImpairedDevice : IPacketDevice
                 break;
             }
 
-            _inbound.Admit(received, length, now);
+            _inbound.Admit(received, length, now, receivedInfo);
             _inbound.Release(now);
         }
 
@@ -128,25 +136,28 @@ public sealed class ImpairedDevice : IPacketDevice
         }
 
         // A shorter buffer than a packet truncates it, as a read from the device itself would.
+        info = packet.Info;
         int copied = Math.Min(packet.Length, buffer.Length);
         packet.Buffer.AsSpan(0, copied).CopyTo(buffer);
         _pool.Return(packet.Buffer);
         return copied;
     }
 
-    public void Write(ReadOnlySpan<byte> packet)
+    public void Write(ReadOnlySpan<byte> packet) => Write(packet, PacketInfo.Plain);
+
+    public void Write(ReadOnlySpan<byte> packet, in PacketInfo info)
     {
         long now = NowMicros;
         if (packet.Length > _pool.BufferSize)
         {
-            // Larger than the device's MTU allows: nothing to impair that the device would carry.
-            _inner.Write(packet);
+            // Larger than the device allows: nothing to impair that the device would carry.
+            _inner.Write(packet, info);
             return;
         }
 
         byte[] held = _pool.Rent();
         packet.CopyTo(held);
-        _outbound.Admit(held, packet.Length, now);
+        _outbound.Admit(held, packet.Length, now, info);
         FlushOutbound(now);
     }
 
@@ -200,7 +211,7 @@ public sealed class ImpairedDevice : IPacketDevice
         {
             try
             {
-                _inner.Write(packet.Span);
+                _inner.Write(packet.Span, packet.Info);
             }
             finally
             {

@@ -78,7 +78,8 @@ internal sealed partial class TcpLayer
     {
         if (!TcpSegment.TryParse(bytes, out var seg, out var reason))
             return reason;
-        if (!seg.VerifyChecksum(source, destination))
+        // A checksum the device left partial (it never crossed a wire) or verified is not checked again.
+        if (!_stack.ArrivalInfo.ChecksumTrusted && !seg.VerifyChecksum(source, destination))
             return DropReason.BadTcpChecksum;
         if (!TcpOptions.TryParse(seg.Options, out var options))
             return DropReason.BadTcpOption;

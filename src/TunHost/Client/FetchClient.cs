@@ -10,7 +10,8 @@ using TunStack.Wire;
 namespace TunStack.Host.Client;
 
 /// <summary>What <c>tunstack fetch</c> was asked to do.</summary>
-public sealed record FetchOptions(string TunName, string Address, int Mtu, bool Trace, string Url, string? OutputFile, TimeSpan Timeout);
+public sealed record FetchOptions(string TunName, string Address, int Mtu, bool Trace, string Url, string? OutputFile, TimeSpan Timeout,
+    bool Offload = true);
 
 /// <summary>
 /// <c>tunstack fetch URL</c>: the client side of TCP through our engine. Opens (or attaches to) the TUN device, connects
@@ -40,7 +41,7 @@ public static class FetchClient
         TunDevice device;
         try
         {
-            device = TunDevice.Open(options.TunName, options.Mtu);
+            device = TunDevice.Open(options.TunName, options.Mtu, options.Offload);
         }
         catch (TunDeviceException e) when (e.Errno == Native.EBUSY)
         {

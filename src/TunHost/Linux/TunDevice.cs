@@ -23,6 +23,13 @@ public sealed unsafe class TunDevice : IPacketDevice
     internal const nuint TUNSETIFF = 0x400454ca;
     internal const short IFF_TUN = 0x0001;
     internal const short IFF_NO_PI = 0x1000;
+    internal const short IFF_VNET_HDR = 0x4000;
+
+    /// <summary><c>_IOW('T', 208, unsigned int)</c>: which offloads the kernel may rely on us for.</summary>
+    internal const nuint TUNSETOFFLOAD = 0x400454d0;
+    internal const uint TUN_F_CSUM = 0x01;
+    internal const uint TUN_F_TSO4 = 0x02;
+    internal const uint TUN_F_TSO6 = 0x04;
 
     /// <summary><c>sizeof(struct ifreq)</c> on 64-bit Linux: a 16-byte name and a 24-byte union.</summary>
     internal const int InterfaceRequestSize = 40;
@@ -35,13 +42,31 @@ public sealed unsafe class TunDevice : IPacketDevice
     private long _writeDrops;
     private int _disposed;
 
-    private TunDevice(SafeFileDescriptor tun, SafeFileDescriptor eventFd, string name, int mtu)
+    private TunDevice(SafeFileDescriptor tun, SafeFileDescriptor eventFd, string name, int mtu, bool virtioHeader,
+        DeviceOffloads offloads)
     {
         _tun = tun;
         _event = eventFd;
         Name = name;
         Mtu = mtu;
+        _virtioHeader = virtioHeader;
+        Offloads = offloads;
     }
+
+    private readonly bool _virtioHeader;
+
+    /// <summary>
+    /// The offloads in force (<see cref="Open"/> with offloads asks for checksum and TCP segmentation over IPv4 and
+    /// IPv6, and settles for what the kernel grants). With segmentation, reads and writes are up to 64 KiB.
+    /// </summary>
+    public DeviceOffloads Offloads { get; }
+
+    public int MaxPacketSize =>
+        (Offloads & (DeviceOffloads.TcpSegmentation4 | DeviceOffloads.TcpSegmentation6)) != 0 ? ushort.MaxValue : Mtu;
+
+    /// <summary>Packets read as super-packets (segmentation offload) since the device was opened.</summary>
+    public long SuperPacketsRead => Interlocked.Read(ref _superPacketsRead);
+    private long _superPacketsRead;
 
     /// <summary>The interface name the kernel reports (the one given, or the one it chose for a pattern like "tun%d").</summary>
     public string Name { get; }
@@ -59,7 +84,14 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// </summary>
     /// <param name="name">Interface name, at most 15 bytes; a pattern such as "tun%d" lets the kernel choose.</param>
     /// <param name="mtu">Largest datagram the caller will send or expects to receive (68..65535).</param>
-    public static TunDevice Open(string name, int mtu)
+    public static TunDevice Open(string name, int mtu) => Open(name, mtu, offloads: false);
+
+    /// <summary>
+    /// Like <see cref="Open(string, int)"/>; with <paramref name="offloads"/> the device carries a virtio-net header on
+    /// every packet (IFF_VNET_HDR) and asks the kernel for checksum and TCP segmentation offload (TUNSETOFFLOAD:
+    /// TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6), falling back to fewer — or none — where the kernel refuses.
+    /// </summary>
+    public static TunDevice Open(string name, int mtu, bool offloads)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentOutOfRangeException.ThrowIfLessThan(mtu, 68);
@@ -68,7 +100,7 @@ public sealed unsafe class TunDevice : IPacketDevice
             throw new PlatformNotSupportedException("TUN devices are only supported on Linux.");
 
         Span<byte> ifreq = stackalloc byte[InterfaceRequestSize];
-        FillInterfaceRequest(ifreq, name, IFF_TUN | IFF_NO_PI);
+        FillInterfaceRequest(ifreq, name, (short)(IFF_TUN | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0)));
 
         int fd = Native.Open(ClonePath, Native.O_RDWR | Native.O_CLOEXEC, 0);
         if (fd < 0)
@@ -94,13 +126,127 @@ public sealed unsafe class TunDevice : IPacketDevice
                 throw Error(Marshal.GetLastPInvokeError(), "cannot create the wake-up eventfd");
             eventFd = new SafeFileDescriptor(efd);
 
-            return new TunDevice(tun, eventFd, actualName, mtu);
+            var granted = offloads ? RequestOffloads(tun) : DeviceOffloads.None;
+            return new TunDevice(tun, eventFd, actualName, mtu, offloads, granted);
         }
         catch
         {
             eventFd?.Dispose();
             tun.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Asks for the most the kernel grants: checksum plus TSO for both families, then IPv4 only, then checksum only.</summary>
+    private static DeviceOffloads RequestOffloads(SafeFileDescriptor tun)
+    {
+        (uint Flags, DeviceOffloads Offloads)[] choices =
+        [
+            (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, DeviceOffloads.Checksum | DeviceOffloads.TcpSegmentation4 | DeviceOffloads.TcpSegmentation6),
+            (TUN_F_CSUM | TUN_F_TSO4, DeviceOffloads.Checksum | DeviceOffloads.TcpSegmentation4),
+            (TUN_F_CSUM, DeviceOffloads.Checksum),
+        ];
+        foreach (var (flags, granted) in choices)
+        {
+            if (Native.Ioctl(tun, TUNSETOFFLOAD, (void*)(nuint)flags) == 0)
+                return granted;
+        }
+        return DeviceOffloads.None;
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// With offloads the packet may be a super-packet of up to 64 KiB or carry a partial checksum; see
+    /// <paramref name="info"/>.
+    /// </remarks>
+    public int TryRead(Span<byte> buffer, out PacketInfo info)
+    {
+        info = PacketInfo.Plain;
+        if (!_virtioHeader)
+            return TryRead(buffer);
+        Span<byte> header = stackalloc byte[VirtioNetHeader.Length];
+        fixed (byte* h = header)
+        fixed (byte* p = buffer)
+        {
+            Native.IoVec* vectors = stackalloc Native.IoVec[2];
+            vectors[0] = new Native.IoVec { Base = h, Length = VirtioNetHeader.Length };
+            vectors[1] = new Native.IoVec { Base = p, Length = (nuint)buffer.Length };
+            while (true)
+            {
+                nint n = Native.Readv(_tun, vectors, 2);
+                if (n >= VirtioNetHeader.Length)
+                {
+                    info = VirtioNetHeader.Read(header);
+                    if (info.Segmentation != SegmentationKind.None) Interlocked.Increment(ref _superPacketsRead);
+                    return (int)n - VirtioNetHeader.Length;
+                }
+                if (n >= 0)
+                    return 0; // a read shorter than the header carries no packet
+                int errno = Marshal.GetLastPInvokeError();
+                switch (errno)
+                {
+                    case Native.EAGAIN:
+                        return 0;
+                    case Native.EINTR:
+                        continue;
+                    case Native.EBADFD:
+                        throw Error(errno, $"TUN device {Name} was removed");
+                    default:
+                        throw Error(errno, $"read from {Name} failed");
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Without offloads only plain packets are accepted. A packet the kernel cannot take right now is dropped and
+    /// counted, as in <see cref="Write(ReadOnlySpan{byte})"/>.
+    /// </remarks>
+    public void Write(ReadOnlySpan<byte> packet, in PacketInfo info)
+    {
+        if (!_virtioHeader)
+        {
+            if (!info.IsPlain)
+                throw new NotSupportedException($"{Name} was opened without offloads; it takes plain packets only.");
+            Write(packet);
+            return;
+        }
+        Span<byte> header = stackalloc byte[VirtioNetHeader.Length];
+        if (!VirtioNetHeader.TryWrite(header, packet, info))
+            throw new ArgumentException("offload metadata for a packet that is not TCP", nameof(info));
+        fixed (byte* h = header)
+        fixed (byte* p = packet)
+        {
+            Native.IoVec* vectors = stackalloc Native.IoVec[2];
+            vectors[0] = new Native.IoVec { Base = h, Length = VirtioNetHeader.Length };
+            vectors[1] = new Native.IoVec { Base = p, Length = (nuint)packet.Length };
+            WriteVectors(vectors, packet.Length);
+        }
+    }
+
+    private void WriteVectors(Native.IoVec* vectors, int packetLength)
+    {
+        while (true)
+        {
+            nint n = Native.Writev(_tun, vectors, 2);
+            if (n >= 0)
+                return;
+            int errno = Marshal.GetLastPInvokeError();
+            switch (errno)
+            {
+                case Native.EINTR:
+                    continue;
+                case Native.EAGAIN:
+                case Native.ENOBUFS:
+                case Native.EIO:
+                    Interlocked.Increment(ref _writeDrops);
+                    return;
+                case Native.EBADFD:
+                    throw Error(errno, $"TUN device {Name} was removed");
+                default:
+                    throw Error(errno, $"write of a {packetLength}-byte packet to {Name} failed");
+            }
         }
     }
 
@@ -112,6 +258,8 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// </remarks>
     public int TryRead(Span<byte> buffer)
     {
+        if (_virtioHeader)
+            return TryRead(buffer, out _);
         if (buffer.Length < Mtu)
             throw new ArgumentException($"The read buffer ({buffer.Length} bytes) is smaller than the MTU ({Mtu}).", nameof(buffer));
         fixed (byte* p = buffer)
@@ -146,6 +294,11 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// </remarks>
     public void Write(ReadOnlySpan<byte> packet)
     {
+        if (_virtioHeader)
+        {
+            Write(packet, PacketInfo.Plain);
+            return;
+        }
         fixed (byte* p = packet)
         {
             while (true)
