@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using TunStack.Diagnostics;
 using TunStack.Ip;
+using TunStack.Sharding;
 using TunStack.Tcp;
 using TunStack.Wire;
 
@@ -18,7 +19,23 @@ public sealed class NetStack
     private readonly IpAddress[] _addresses;
 
     public NetStack(NetStackOptions options, IStackTracer? tracer = null)
+        : this(options, shards: null, shardIndex: 0, tracer)
     {
+    }
+
+    /// <summary>
+    /// Shard <paramref name="shardIndex"/> of <paramref name="shards"/>: it owns only the connections whose 4-tuple hashes
+    /// to it, picks ephemeral ports accordingly, gets an even share of each listener's backlog and half-open limit, and
+    /// counts connections and buffer memory against the stack-wide limits together with the other shards. The shards
+    /// should share <see cref="NetStackOptions.IsnSecret"/>.
+    /// </summary>
+    public NetStack(NetStackOptions options, StackShards? shards, int shardIndex, IStackTracer? tracer = null)
+    {
+        if (shards is not null)
+            ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(shardIndex, shards.Count);
+        Shards = shards;
+        ShardIndex = shardIndex;
+        Buffers = shards?.Buffers ?? new BufferBudget();
         _addresses = options.Addresses.ToArray();
         if (_addresses.Length == 0)
             throw new ArgumentException("The stack needs at least one address.", nameof(options));
@@ -89,8 +106,13 @@ public sealed class NetStack
     /// (established connections not yet accepted, see <see cref="Accepted"/>); <paramref name="halfOpenLimit"/> the
     /// connections in SYN-RECEIVED, beyond which SYN cookies answer.
     /// </summary>
-    public ListenEndpoint Listen(ushort port, int? backlog = null, int? halfOpenLimit = null) =>
-        Tcp.Listen(port, backlog ?? Options.Backlog, halfOpenLimit ?? Options.HalfOpenLimit);
+    public ListenEndpoint Listen(ushort port, int? backlog = null, int? halfOpenLimit = null)
+    {
+        int accept = backlog ?? Options.Backlog, halfOpen = halfOpenLimit ?? Options.HalfOpenLimit;
+        if (Shards is { } shards)
+            (accept, halfOpen) = (shards.ShareOf(accept), shards.ShareOf(halfOpen));
+        return Tcp.Listen(port, accept, halfOpen);
+    }
 
     /// <summary>The application accepted <paramref name="connection"/>: it leaves its listener's accept queue.</summary>
     public void Accepted(Tcb connection) => Tcp.Accepted(connection);
@@ -101,8 +123,17 @@ public sealed class NetStack
     /// </summary>
     public DeviceOffloads DeviceOffloads { get; set; }
 
-    /// <summary>Pooled memory the connections' send and receive buffers hold now.</summary>
-    public BufferBudget Buffers { get; } = new();
+    /// <summary>Pooled memory the connections' send and receive buffers hold now (all shards' when sharded).</summary>
+    public BufferBudget Buffers { get; }
+
+    /// <summary>The shards this stack is one of, or null when it is the only one.</summary>
+    public StackShards? Shards { get; }
+
+    /// <summary>Which shard of <see cref="Shards"/> this is (0 when not sharded).</summary>
+    public int ShardIndex { get; }
+
+    /// <summary>Whether this stack owns <paramref name="tuple"/>: always, unless sharded.</summary>
+    public bool Owns(in FourTuple tuple) => Shards is null || Shards.OwnerOf(tuple) == ShardIndex;
 
     /// <summary>
     /// Active OPEN (RFC 9293 §3.10.1): connects to <paramref name="remote"/>:<paramref name="port"/> from our address and

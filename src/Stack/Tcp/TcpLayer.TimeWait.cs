@@ -32,7 +32,7 @@ internal sealed partial class TcpLayer
     /// </summary>
     public void MoveToTimeWait(Tcb tcb, in TimeWaitRecord record)
     {
-        if (!_connections.Remove(tcb.Tuple))
+        if (!RemoveConnection(tcb.Tuple))
             return;
         _timeWait.Add(tcb.Tuple, record);
         _stack.Counters.ConnectionsClosed++;

@@ -24,6 +24,10 @@ public sealed unsafe class TunDevice : IPacketDevice
     internal const short IFF_TUN = 0x0001;
     internal const short IFF_NO_PI = 0x1000;
     internal const short IFF_VNET_HDR = 0x4000;
+    internal const short IFF_MULTI_QUEUE = 0x0100;
+
+    /// <summary>The kernel's limit on queues per TUN device (MAX_TAP_QUEUES).</summary>
+    public const int MaxQueues = 256;
 
     /// <summary><c>_IOW('T', 208, unsigned int)</c>: which offloads the kernel may rely on us for.</summary>
     internal const nuint TUNSETOFFLOAD = 0x400454d0;
@@ -68,6 +72,9 @@ public sealed unsafe class TunDevice : IPacketDevice
     public long SuperPacketsRead => Interlocked.Read(ref _superPacketsRead);
     private long _superPacketsRead;
 
+    /// <summary>Whether this descriptor is one queue of a multi-queue device.</summary>
+    public bool IsMultiQueue { get; private init; }
+
     /// <summary>The interface name the kernel reports (the one given, or the one it chose for a pattern like "tun%d").</summary>
     public string Name { get; }
 
@@ -93,6 +100,56 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// </summary>
     public static TunDevice Open(string name, int mtu, bool offloads)
     {
+        try
+        {
+            return OpenQueue(name, mtu, offloads, multiQueue: false);
+        }
+        catch (TunDeviceException e) when (e.Errno == Native.EINVAL)
+        {
+            // Perhaps a persistent device made with "ip tuntap add ... multi_queue": attach as one of its queues.
+            try { return OpenQueue(name, mtu, offloads, multiQueue: true); }
+            catch (TunDeviceException) { throw e; }
+        }
+    }
+
+    /// <summary>
+    /// Opens <paramref name="queues"/> queues of one multi-queue device (IFF_MULTI_QUEUE): one descriptor each, every
+    /// one a <see cref="TunDevice"/> of its own to be read and written by its own thread. The kernel spreads the flows
+    /// it sends over the queues by a hash of each flow, and sends a flow to the queue its packets were last written
+    /// on. A persistent device made single-queue beforehand keeps working: then the result has one queue only.
+    /// </summary>
+    public static TunDevice[] OpenQueues(string name, int mtu, bool offloads, int queues)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(queues, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(queues, MaxQueues);
+        if (queues == 1)
+            return [Open(name, mtu, offloads)];
+        TunDevice first;
+        try
+        {
+            first = OpenQueue(name, mtu, offloads, multiQueue: true);
+        }
+        catch (TunDeviceException e) when (e.Errno == Native.EINVAL)
+        {
+            return [OpenQueue(name, mtu, offloads, multiQueue: false)]; // an existing single-queue device
+        }
+        var opened = new List<TunDevice>(queues) { first };
+        try
+        {
+            // Further queues attach to the interface the first one made (its name may have been a pattern like tun%d).
+            while (opened.Count < queues)
+                opened.Add(OpenQueue(first.Name, mtu, offloads, multiQueue: true));
+        }
+        catch
+        {
+            foreach (var queue in opened) queue.Dispose();
+            throw;
+        }
+        return opened.ToArray();
+    }
+
+    private static TunDevice OpenQueue(string name, int mtu, bool offloads, bool multiQueue)
+    {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentOutOfRangeException.ThrowIfLessThan(mtu, 68);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(mtu, 65535);
@@ -100,7 +157,7 @@ public sealed unsafe class TunDevice : IPacketDevice
             throw new PlatformNotSupportedException("TUN devices are only supported on Linux.");
 
         Span<byte> ifreq = stackalloc byte[InterfaceRequestSize];
-        FillInterfaceRequest(ifreq, name, (short)(IFF_TUN | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0)));
+        FillInterfaceRequest(ifreq, name, (short)(IFF_TUN | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0) | (multiQueue ? IFF_MULTI_QUEUE : 0)));
 
         int fd = Native.Open(ClonePath, Native.O_RDWR | Native.O_CLOEXEC, 0);
         if (fd < 0)
@@ -127,7 +184,7 @@ public sealed unsafe class TunDevice : IPacketDevice
             eventFd = new SafeFileDescriptor(efd);
 
             var granted = offloads ? RequestOffloads(tun) : DeviceOffloads.None;
-            return new TunDevice(tun, eventFd, actualName, mtu, offloads, granted);
+            return new TunDevice(tun, eventFd, actualName, mtu, offloads, granted) { IsMultiQueue = multiQueue };
         }
         catch
         {
@@ -463,8 +520,8 @@ public sealed unsafe class TunDevice : IPacketDevice
             $"TUN device {name} is in use by another process (a single-queue TUN device accepts one attachment); " +
             $"stop that process or choose another name ({Native.ErrorText(errno)})"),
         Native.EINVAL => new TunDeviceException(errno,
-            $"cannot use {name} as a TUN device: an interface of that name exists but is not a single-queue TUN device " +
-            $"(a TAP, a multi_queue TUN, or another kind of link?) ({Native.ErrorText(errno)})"),
+            $"cannot use {name} as a TUN device: an interface of that name exists but is not a TUN device of the kind asked for " +
+            $"(a TAP, a TUN with other flags, or another kind of link?) ({Native.ErrorText(errno)})"),
         _ => Error(errno, $"TUNSETIFF for {name} failed"),
     };
 
