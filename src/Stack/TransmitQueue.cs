@@ -26,14 +26,25 @@ public sealed class TransmitQueue
     private readonly Queue<OutgoingPacket> _queue = new(256);
     private readonly ArrayPool<byte> _pool = ArrayPool<byte>.Shared;
     private readonly int _bufferSize;
+    private readonly StackCounters? _counters;
 
-    public TransmitQueue(int bufferSize) => _bufferSize = bufferSize;
+    /// <param name="bufferSize">The size of each pooled buffer: the largest packet.</param>
+    /// <param name="counters">Where the bytes queued are counted (<see cref="StackCounters.BytesSent"/>), or null.</param>
+    public TransmitQueue(int bufferSize, StackCounters? counters = null)
+    {
+        _bufferSize = bufferSize;
+        _counters = counters;
+    }
 
     public int Count => _queue.Count;
 
     internal byte[] Rent() => _pool.Rent(_bufferSize);
 
-    internal void Enqueue(byte[] buffer, int length) => _queue.Enqueue(new OutgoingPacket(buffer, length));
+    internal void Enqueue(byte[] buffer, int length)
+    {
+        _queue.Enqueue(new OutgoingPacket(buffer, length));
+        if (_counters is not null) _counters.BytesSent += length;
+    }
 
     public bool TryDequeue(out OutgoingPacket packet) => _queue.TryDequeue(out packet);
 
