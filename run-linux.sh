@@ -29,7 +29,8 @@ Usage:
       The client side: create namespace "tunstack" with tun0, start a kernel HTTP server there
       (python3 -m http.server on 198.18.0.1:8000 serving hello.txt and a 10 MiB file.bin), and run
       "tunstack fetch" through the stack's own active open (SYN-SENT). Without arguments it fetches
-      hello.txt with --trace. Everything it started is removed when it exits.
+      hello.txt with --trace; without a URL (e.g. fetch --trace --explain) it fetches hello.txt.
+      Everything it started is removed when it exits.
 
   ./run-linux.sh test
       Build TunStack.sln (Release) and run every test project. As root it first installs missing Debian
@@ -202,7 +203,11 @@ cmd_fetch() {
         ip netns exec "$NS" curl -s -o /dev/null -m 1 "http://${PEER_CIDR%/*}:8000/" && break
         sleep 0.1
     done
-    (($# > 0)) || set -- --trace "http://${PEER_CIDR%/*}:8000/hello.txt"
+    (($# > 0)) || set -- --trace
+    # No URL among the arguments (e.g. "fetch --trace --explain"): fetch hello.txt.
+    local arg has_url=0
+    for arg in "$@"; do [[ $arg == http://* ]] && has_url=1; done
+    ((has_url)) || set -- "$@" "http://${PEER_CIDR%/*}:8000/hello.txt"
     say "Kernel HTTP server on ${PEER_CIDR%/*}:8000 in namespace $NS (hello.txt, file.bin: 10 MiB, sha256 $(sha256sum "$www/file.bin" | cut -c1-16)...)."
     say "Running: tunstack fetch $*"
     local status=0

@@ -7,6 +7,7 @@ namespace TunStack.Host;
 /// <param name="PcapFile">Where to write the packet capture, or null for none.</param>
 /// <param name="PcapLimitMegabytes">Size limit of the capture file in MB (10^6 bytes).</param>
 /// <param name="Impairment">Fault injection between the TUN device and the engine (<c>--impair</c>), or null.</param>
+/// <param name="Explain">Narrate each connection's handshake and close in plain language (<c>--explain</c>).</param>
 public sealed record HostOptions(
     string TunName,
     IReadOnlyList<string> Addresses,
@@ -16,7 +17,8 @@ public sealed record HostOptions(
     int FinTimeoutMilliseconds = 60_000,
     string? PcapFile = null,
     int PcapLimitMegabytes = 100,
-    TunStack.Runtime.ImpairmentOptions? Impairment = null);
+    TunStack.Runtime.ImpairmentOptions? Impairment = null,
+    bool Explain = false);
 
 /// <summary>Checks what the command line chose before anything is opened.</summary>
 public static class HostOptionsCheck
