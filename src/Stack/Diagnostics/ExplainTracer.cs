@@ -840,8 +840,8 @@ public sealed class ExplainTracer : IStackTracer
     }
 
     /// <summary>
-    /// The words of <paramref name="text"/>, except that "a = b" and "A -> B" stay together, so that a line never ends
-    /// in the middle of "ack = x+1" or of a state transition.
+    /// The words of <paramref name="text"/>, except that "a = b", "A -> B", "RFC n" and "Figure n" stay together, so that
+    /// a line never ends in the middle of "ack = x+1", of a state transition or of a reference.
     /// </summary>
     private static List<string> Units(string text)
     {
@@ -854,7 +854,7 @@ public sealed class ExplainTracer : IStackTracer
                 units[^1] += " " + word;
             else
                 units.Add(word);
-            glueNext = glue;
+            glueNext = glue || word.EndsWith("RFC", StringComparison.Ordinal) || word.EndsWith("Figure", StringComparison.Ordinal);
         }
         return units;
     }
