@@ -761,7 +761,7 @@ public sealed class ExplainTracer : IStackTracer
         var ours = s.OurSyn;
         var b = new StringBuilder("Agreed: ");
         if (peer.Mss is ushort theirs && ours.Mss is ushort mine)
-            b.Append(CultureInfo.InvariantCulture, $"segments of up to {theirs} bytes to the peer and {mine} to us (each MSS says what its sender takes); ");
+            b.Append(CultureInfo.InvariantCulture, $"segments of up to {theirs} bytes to the peer and {mine} to us (each side's MSS is the largest segment it accepts); ");
         b.Append(peer.SackPermitted && ours.SackPermitted ? "SACK on; " : "no SACK; ");
         b.Append(peer.HasTimestamps && ours.HasTimestamps ? "timestamps on; " : "no timestamps; ");
         if (peer.WindowScale is byte ps && ours.WindowScale is byte os)
