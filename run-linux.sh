@@ -206,7 +206,7 @@ cmd_fetch() {
     (($# > 0)) || set -- --trace
     # No URL among the arguments (e.g. "fetch --trace --explain"): fetch hello.txt.
     local arg has_url=0
-    for arg in "$@"; do [[ $arg == http://* ]] && has_url=1; done
+    for arg in "$@"; do if [[ $arg == http://* ]]; then has_url=1; fi; done
     ((has_url)) || set -- "$@" "http://${PEER_CIDR%/*}:8000/hello.txt"
     say "Kernel HTTP server on ${PEER_CIDR%/*}:8000 in namespace $NS (hello.txt, file.bin: 10 MiB, sha256 $(sha256sum "$www/file.bin" | cut -c1-16)...)."
     say "Running: tunstack fetch $*"
