@@ -23,7 +23,7 @@ Usage:
       Build (Release), create network namespace "tunstack" with tun0 = 198.18.0.1/24 and 2001:2::1/64, and
       run tunstack on tun0 as 198.18.0.2 and 2001:2::2 in the foreground. Ctrl-C stops it and removes tun0
       and the namespace. Then, from another terminal:  sudo ip netns exec tunstack curl http://198.18.0.2/
-      Options go to tunstack, e.g. --trace, --mtu 9000, --pcap /tmp/tunstack.pcap (see --help).
+      Options go to tunstack, e.g. --trace, --explain, --mtu 9000, --pcap /tmp/tunstack.pcap (see --help).
 
   sudo ./run-linux.sh fetch [tunstack fetch options...] [URL]
       The client side: create namespace "tunstack" with tun0, start a kernel HTTP server there
