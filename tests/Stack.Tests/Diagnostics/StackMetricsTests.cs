@@ -146,6 +146,60 @@ public class StackMetricsTests
         Assert.Empty(reader.Recorded("tunstack.tcp.rtt"));
     }
 
+    [Fact]
+    public void Rtt_samples_reach_a_listener_without_allocating()
+    {
+        var peer = new ScriptedPeer();
+        using var metrics = new StackMetrics(peer.Stack);
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        long samples = 0;
+        double lastRtt = -1;
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter)) l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<double>((_, value, _, _) =>
+        {
+            samples++;
+            lastRtt = value;
+        });
+        listener.Start();
+        peer.Stack.Listen(80);
+        var c = new ScriptedConnection(peer);
+        var tcb = c.EstablishWith(sack: false, timestamps: false);
+        tcb.NoDelay = true;
+        var stack = peer.Stack;
+        stack.Tracer = null; // tracing formats strings; the path itself must not allocate
+
+        // Each round: 100 bytes out, and 2 ms later the ACK of them in, which is an RTT sample of 2 ms.
+        const int warm = 50, measured = 50;
+        var acks = new byte[warm + measured][];
+        for (int i = 0; i < acks.Length; i++)
+            acks[i] = ScriptedPeer.BuildPacket(ScriptedPeer.PeerAddress, ScriptedPeer.StackAddress, ScriptedConnection.ClientPort, 80,
+                c.ClientNxt, c.ServerNxt + (uint)((i + 1) * 100), TcpFlags.Ack, 65535, default, default);
+        var data = new byte[100];
+        long now = peer.Now, before = 0, samplesBefore = 0;
+        for (int i = 0; i < acks.Length; i++)
+        {
+            if (i == warm)
+            {
+                samplesBefore = samples;
+                before = GC.GetAllocatedBytesForCurrentThread();
+            }
+            tcb.Send(data);
+            stack.Poll(now);
+            while (stack.Transmit.TryDequeue(out var p)) stack.Transmit.Return(p);
+            now += 2_000;
+            stack.Receive(acks[i], now);
+            stack.Poll(now);
+            while (stack.Transmit.TryDequeue(out var p)) stack.Transmit.Return(p);
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, allocated);
+        Assert.Equal(measured, samples - samplesBefore);
+        Assert.Equal(2.0, lastRtt);
+    }
+
     /// <summary>
     /// Collection runs on the listener's thread while the engine's thread changes the connection table: the census never
     /// throws and never reports more connections than exist.
