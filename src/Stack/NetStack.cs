@@ -43,7 +43,7 @@ public sealed class NetStack
             throw new ArgumentException($"An IPv6 address needs an MTU of at least {Ipv6Packet.MinimumMtu} (RFC 8200 §5); got {options.Mtu}.", nameof(options));
         Options = options;
         Tracer = tracer;
-        Transmit = new TransmitQueue(Math.Max(options.Mtu, 576));
+        Transmit = new TransmitQueue(Math.Max(options.Mtu, 576), Counters);
         byte[] secret = options.IsnSecret ?? RandomNumberGenerator.GetBytes(16);
         Tcp = new TcpLayer(this, new IsnGenerator(secret), new Tcp.Listen.SynCookies(secret));
     }
@@ -51,6 +51,8 @@ public sealed class NetStack
     public NetStackOptions Options { get; }
     public StackCounters Counters { get; } = new();
     public IStackTracer? Tracer { get; set; }
+    /// <summary>Receives measurements such as RTT samples, for metrics (<see cref="StackMetrics"/>); null: none.</summary>
+    public IStackObserver? Observer { get; set; }
     public TransmitQueue Transmit { get; }
 
     /// <summary>The time of the latest <see cref="Receive"/> or <see cref="Poll"/> call, in microseconds.</summary>
@@ -168,6 +170,7 @@ public sealed class NetStack
         Counters.PacketsReceived++;
         ArrivalInfo = info;
         if (info.Segmentation != SegmentationKind.None) Counters.SuperPacketsReceived++;
+        Counters.BytesReceived += packet.Length;
         InSegmentArrival = true;
         DropReason reason;
         try

@@ -9,6 +9,10 @@ public sealed class StackCounters
 
     public long PacketsReceived;
     public long PacketsSent => SegmentsSent + EchoRepliesSent;
+    /// <summary>Bytes of every IP packet handed to <see cref="NetStack.Receive"/>, headers included, dropped or not.</summary>
+    public long BytesReceived;
+    /// <summary>Bytes of every IP packet the stack queued for sending, headers included.</summary>
+    public long BytesSent;
     public long SegmentsReceived;
     public long SegmentsSent;
     public long Retransmissions;

@@ -8,6 +8,7 @@ namespace TunStack.Host;
 /// <param name="PcapLimitMegabytes">Size limit of the capture file in MB (10^6 bytes).</param>
 /// <param name="Impairment">Fault injection between the TUN device and the engine (<c>--impair</c>), or null.</param>
 /// <param name="Offload">Checksum and TCP segmentation offload with the TUN device (<c>--offload on|off</c>).</param>
+/// <param name="Explain">Narrate each connection's handshake and close in plain language (<c>--explain</c>).</param>
 public sealed record HostOptions(
     string TunName,
     IReadOnlyList<string> Addresses,
@@ -18,7 +19,8 @@ public sealed record HostOptions(
     string? PcapFile = null,
     int PcapLimitMegabytes = 100,
     TunStack.Runtime.ImpairmentOptions? Impairment = null,
-    bool Offload = true);
+    bool Offload = true,
+    bool Explain = false);
 
 /// <summary>Checks what the command line chose before anything is opened.</summary>
 public static class HostOptionsCheck

@@ -38,18 +38,26 @@ public sealed class StackHost
         if (capture is not null)
             device = new CapturingDevice(device, capture);
 
+        long mslMicros = _options.MslMilliseconds * 1000L;
         var stack = new NetStack(new NetStackOptions
         {
             Addresses = addresses,
             Mtu = _options.Mtu,
-            MslMicros = _options.MslMilliseconds * 1000L,
+            MslMicros = mslMicros,
             FinWait2TimeoutMicros = _options.FinTimeoutMilliseconds * 1000L,
-        }, _options.Trace ? new TextTracer(_console) : null);
+        }, CompositeTracer.Combine(
+            _options.Trace ? new TextTracer(_console) : null,
+            _options.Explain ? new ExplainTracer(_console, mslMicros) : null));
+        // Meter "TunStack": dotnet-counters monitor --counters TunStack -p PID
+        using var metrics = new StackMetrics(stack);
 
         using var loop = new EventLoop(stack, device);
         var services = new IConnectionService[]
         {
-            new HttpService(() => loop.InvokeAsync(() => StatsJson.Render(stack, impaired)).WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult()),
+            new HttpService(() => OnLoop(loop, () => StatsJson.Render(stack, impaired)))
+            {
+                ConnectionsProvider = () => OnLoop(loop, () => ConnectionTable.Render(stack)),
+            },
             new EchoService(),
             new DiscardService(),
         };
@@ -87,6 +95,10 @@ public sealed class StackHost
             (impaired is null ? string.Empty : $"; impaired in: {impaired.Inbound}; out: {impaired.Outbound}"));
         return 0;
     }
+
+    /// <summary>Runs <paramref name="render"/> on the loop thread, the only one that may touch the stack, and waits for it.</summary>
+    private static string OnLoop(EventLoop loop, Func<string> render) =>
+        loop.InvokeAsync(render).WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult();
 
     private PcapWriter? OpenCapture()
     {

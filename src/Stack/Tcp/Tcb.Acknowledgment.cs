@@ -238,6 +238,7 @@ public sealed partial class Tcb
         if (rtt < 0) return;
         _rto.AddSample(rtt);
         if (rtt < _minRtt) _minRtt = rtt;
+        _stack.Observer?.OnRttSample(this, rtt);
     }
 
     /// <summary>

@@ -10,8 +10,9 @@ using TunStack.Wire;
 namespace TunStack.Host.Client;
 
 /// <summary>What <c>tunstack fetch</c> was asked to do.</summary>
+/// <param name="Explain">Narrate the handshake and the close (<c>--explain</c>), on standard error with the trace.</param>
 public sealed record FetchOptions(string TunName, string Address, int Mtu, bool Trace, string Url, string? OutputFile, TimeSpan Timeout,
-    bool Offload = true);
+    bool Offload = true, bool Explain = false);
 
 /// <summary>
 /// <c>tunstack fetch URL</c>: the client side of TCP through our engine. Opens (or attaches to) the TUN device, connects
@@ -56,12 +57,16 @@ public static class FetchClient
 
         using (device)
         {
-            var stack = new NetStack(new NetStackOptions
+            var stackOptions = new NetStackOptions
             {
                 Address = IpAddress.FromIPAddress(local),
                 Mtu = options.Mtu,
                 ConnectTimeoutMicros = (long)options.Timeout.TotalMicroseconds,
-            }, options.Trace ? new TextTracer(error) : null);
+            };
+            // Standard output carries the body: the trace and the narration go to standard error, interleaved.
+            var stack = new NetStack(stackOptions, CompositeTracer.Combine(
+                options.Trace ? new TextTracer(error) : null,
+                options.Explain ? new ExplainTracer(error, stackOptions.MslMicros) : null));
             using var loop = new EventLoop(stack, device);
             loop.Start();
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
