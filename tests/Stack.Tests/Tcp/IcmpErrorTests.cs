@@ -196,4 +196,59 @@ public class IcmpErrorTests
         Assert.Equal(0, peer.Stack.Counters.PathMtuReductions);
         Assert.Empty(peer.Poll());
     }
+
+    /// <summary>
+    /// §3.9.2.2: IPv4 Parameter Problem (type 12) is a soft error like unreachable codes 0, 1 and 5: MUST-56, not fatal;
+    /// SHLD-25, "make the information available to the application".
+    /// </summary>
+    [Fact]
+    public void Parameter_problem_is_a_soft_error_reported_to_the_application()
+    {
+        var (peer, c, tcb, inFlight) = DataInFlight();
+        Receive(peer, IcmpError(12, 0, inFlight[0].SourcePort, inFlight[0].DestinationPort, inFlight[0].Seq));
+        Assert.Equal(TcpState.Established, tcb.State);
+        Assert.NotNull(tcb.SoftError);
+    }
+
+    /// <summary>
+    /// MUST-54 "applies to ICMPv6 in addition to IPv4 ICMP" (§3.9.2.2): the ICMPv6 soft errors — Destination Unreachable
+    /// codes 0 and 3, Time Exceeded codes 0 and 1, Parameter Problem codes 0 to 2 — about a segment in flight are acted
+    /// on: made available to the application (SHLD-25) without aborting the connection (MUST-56).
+    /// </summary>
+    [Theory]
+    [InlineData(IcmpV6Packet.TypeDestinationUnreachable, 0)]
+    [InlineData(IcmpV6Packet.TypeDestinationUnreachable, 3)]
+    [InlineData(IcmpV6Packet.TypeTimeExceeded, 0)]
+    [InlineData(IcmpV6Packet.TypeParameterProblem, 0)]
+    public void Icmpv6_soft_errors_about_a_segment_in_flight_are_reported_to_the_application(byte type, byte code)
+    {
+        var peer = new ScriptedPeer();
+        peer.Stack.Listen(80);
+        var c = new ScriptedConnection(peer, clientAddress: ScriptedPeer.PeerAddress6);
+        var tcb = c.Establish();
+        tcb.Send(new byte[1000]);
+        var segment = Assert.Single(peer.Poll());
+
+        // The ICMPv6 message quotes our segment's IPv6 header and TCP header (RFC 4443 §2.4 (c): as much as fits).
+        var quote = new byte[Ipv6Packet.HeaderLength + TcpSegment.MinHeaderLength];
+        Ipv6Packet.WriteHeader(quote, ScriptedPeer.StackAddress6, ScriptedPeer.PeerAddress6, IpProtocol.Tcp, TcpSegment.MinHeaderLength);
+        TcpSegment.WriteHeader(quote.AsSpan(Ipv6Packet.HeaderLength), segment.SourcePort, segment.DestinationPort, segment.Seq,
+            segment.Ack, segment.Flags, segment.Window, 0);
+        var router = IpAddress.Parse("2001:2::fe");
+        var icmp = new byte[8 + quote.Length];
+        IcmpV6Packet.WriteHeader(icmp, type, code, 0);
+        quote.CopyTo(icmp.AsSpan(8));
+        IcmpV6Packet.WriteChecksum(icmp, router, ScriptedPeer.StackAddress6);
+        var packet = new byte[Ipv6Packet.HeaderLength + icmp.Length];
+        Ipv6Packet.WriteHeader(packet, router, ScriptedPeer.StackAddress6, IpProtocol.IcmpV6, icmp.Length);
+        icmp.CopyTo(packet.AsSpan(Ipv6Packet.HeaderLength));
+        Receive(peer, packet);
+
+        Assert.Equal(TcpState.Established, tcb.State);
+        Assert.True(tcb.SoftError is not null,
+            $"ICMPv6 type {type} code {code} was not reported; dropped as {string.Join(", ", DropsOf(peer.Stack))}");
+    }
+
+    private static IEnumerable<DropReason> DropsOf(NetStack stack) =>
+        Enum.GetValues<DropReason>().Where(r => r != DropReason.None && stack.Counters.Dropped(r) > 0);
 }
