@@ -20,6 +20,8 @@ public class CommandLineTests
     [Theory]
     [InlineData(new[] { "--no-such-option" }, "Unrecognized command or argument '--no-such-option'")]
     [InlineData(new[] { "--mtu", "many" }, "many")]
+    [InlineData(new[] { "--tun", "averyveryverylongname0" }, "--tun: Interface name \"averyveryverylongname0\" is 22 bytes long")]
+    [InlineData(new[] { "fetch", "--tun", "tun/0", "http://198.18.0.1/" }, "--tun: Interface name \"tun/0\" contains '/'")]
     [InlineData(new[] { "fetch" }, "Required argument missing")]
     [InlineData(new[] { "fetch", "--no-such-option", "http://198.18.0.1/" }, "Unrecognized")]
     [InlineData(new[] { "fetch", "ftp://198.18.0.1/" }, "is not an http:// URL")]
