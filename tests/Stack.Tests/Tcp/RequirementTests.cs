@@ -132,6 +132,28 @@ public class RequirementTests
     }
 
     /// <summary>
+    /// SHLD-16: after the peer shrinks its window below what is in flight, old unacknowledged data is retransmitted
+    /// "normally" between SND.UNA and SND.UNA+SND.WND — and not beyond the right edge (MAY-7 is not taken).
+    /// </summary>
+    [Fact]
+    public void After_a_shrink_only_old_data_inside_the_window_is_retransmitted()
+    {
+        var (peer, c, tcb) = Established();
+        tcb.Send(new byte[20_000]);
+        Assert.Equal(10, peer.Poll().Count); // the initial window (RFC 6928)
+        uint start = c.ServerNxt;
+
+        Assert.Empty(c.SendAck(start + 1460, window: 1460)); // one segment acknowledged; the right edge falls inside the flight
+        var first = Assert.Single(peer.Advance(tcb.CurrentRtoMicros));
+        Assert.Equal(start + 1460, first.Seq); // SND.UNA, at the RTO
+
+        // The next ACK leaves room for exactly one more segment: the congestion window would allow two.
+        var resent = c.SendAck(start + 2920, window: 1460);
+        Assert.Equal([start + 2920], resent.Select(s => s.Seq));
+        Assert.Equal(2 * 1460, tcb.CongestionWindow);
+    }
+
+    /// <summary>
     /// MUST-41, MUST-42: LISTEN on the local port of a connection that is still opening (SYN-SENT) is allowed, leaves that
     /// connection alone, and serves new connections; a second LISTEN on the port is an error that changes nothing.
     /// </summary>
