@@ -293,6 +293,27 @@ public class RequirementTests
         Assert.Equal(CloseReason.ResetByPeer, tcb.CloseReason);
     }
 
+    /// <summary>
+    /// Text on a SYN is not kept (a documented deviation from §3.10.7.2 "queued for processing later"; no TCP Fast
+    /// Open): the SYN-ACK acknowledges the SYN alone, so the peer sends the text again after the handshake.
+    /// </summary>
+    [Fact]
+    public void Text_on_a_syn_is_not_acknowledged_and_is_taken_when_sent_again()
+    {
+        var peer = new ScriptedPeer();
+        peer.Stack.Listen(80);
+        var c = new ScriptedConnection(peer);
+        var synAck = Assert.Single(c.Send(c.ClientIsn, 0, TcpFlags.Syn, "early"u8, 65535, new TcpOptions { Mss = 1460 }));
+        Assert.Equal(c.ClientIsn + 1, synAck.Ack);
+        c.ClientNxt = c.ClientIsn + 1;
+        c.ServerNxt = synAck.Seq + 1;
+        Assert.Empty(c.SendAck());
+        var tcb = c.Tcb!;
+        Assert.Equal(0, tcb.BytesAvailable);
+        c.SendData("early"u8);
+        Assert.Equal("early"u8.ToArray(), ScriptedConnection.ReadAll(tcb));
+    }
+
     /// <summary>SHLD-2: a RST may carry data (diagnostic text); it still resets.</summary>
     [Fact]
     public void A_rst_carrying_data_resets_the_connection()
