@@ -1,4 +1,5 @@
 using TunStack.Tcp;
+using TunStack.Wire;
 using Xunit.Abstractions;
 
 namespace TunStack.Tests.Simulation;
@@ -112,7 +113,7 @@ public class CloseOrderTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(TcpState.Established, Server.State);
         // Data segments carry the acknowledgments of the other direction: no segment was needed only to acknowledge
         // while data was waiting to go the other way.
-        Assert.All(_pair.Wire.Skip(3), w => Assert.True(w.Segment.Flags.HasFlag(TunStack.Wire.TcpFlags.Ack)));
+        Assert.All(_pair.Wire.Skip(3), w => Assert.True(w.Segment.Flags.HasFlag(TcpFlags.Ack)));
     }
 
     /// <summary>RFC 9293 Figure 12 with the client as TCP Peer A: it closes first and waits in TIME-WAIT.</summary>
@@ -257,15 +258,15 @@ public class CloseOrderTests(ITestOutputHelper output) : IDisposable
         // RST from the client, which has no connection any more (§3.10.7.1: <SEQ=SEG.ACK><CTL=RST>).
         var after = _pair.Wire.Skip(mark).ToList();
         var rst = after[0].Segment;
-        Assert.Equal(("client", TunStack.Wire.TcpFlags.Rst), (after[0].From, rst.Flags));
+        Assert.Equal(("client", TcpFlags.Rst), (after[0].From, rst.Flags));
         Assert.Equal(sndNxt, rst.Seq);
         var serverAcks = after.Where(w => w.From == "server").Select(w => w.Segment).ToList();
         var clientResets = after.Skip(1).Where(w => w.From == "client").Select(w => w.Segment).ToList();
-        Assert.All(serverAcks, a => Assert.Equal(TunStack.Wire.TcpFlags.Ack, a.Flags));
+        Assert.All(serverAcks, a => Assert.Equal(TcpFlags.Ack, a.Flags));
         Assert.All(serverAcks, a => Assert.True(a.Ack - client.Iss.Value <= sndNxt - client.Iss.Value));
         Assert.All(serverAcks, a => Assert.True(_pair.Wire.Find(w => w.Segment == a).Time <= after[0].Time + 5_000));
         Assert.Equal(serverAcks.Select(a => a.Ack), clientResets.Select(r => r.Seq));
-        Assert.All(clientResets, r => Assert.Equal(TunStack.Wire.TcpFlags.Rst, r.Flags));
+        Assert.All(clientResets, r => Assert.Equal(TcpFlags.Rst, r.Flags));
         Assert.Equal(CloseReason.Aborted, client.CloseReason);
         Assert.Equal(CloseReason.ResetByPeer, Server.Connection!.CloseReason);
         Assert.True(Server.EventsSeen.HasFlag(ConnectionEvents.Closed)); // MUST-12: the application learns of the reset

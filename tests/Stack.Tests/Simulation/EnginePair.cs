@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Text;
 using TunStack.Diagnostics;
 using TunStack.Tcp;
 using TunStack.Tests.Tcp;
