@@ -70,6 +70,11 @@ public static class FetchCommand
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
+            if (HostOptionsCheck.TunNameProblem(parse.GetValue(tun)!) is { } tunProblem)
+            {
+                Console.Error.WriteLine($"tunstack fetch: {tunProblem}");
+                return FetchClient.ExitCodes.Usage;
+            }
             int mtuValue = parse.GetValue(mtu);
             if (mtuValue is < 576 or > 65535)
             {

@@ -28,6 +28,8 @@ public static class HostOptionsCheck
     /// <summary>Why <paramref name="options"/> cannot work, or null when they can.</summary>
     public static string? Problem(HostOptions options)
     {
+        if (TunNameProblem(options.TunName) is { } tunProblem)
+            return tunProblem;
         if (options.Mtu is < 576 or > 65535)
             return "--mtu must be between 576 and 65535";
         if (options.Addresses.Count == 0)
@@ -45,5 +47,20 @@ public static class HostOptionsCheck
         if (options.PcapFile is not null && options.PcapLimitMegabytes < 1)
             return "--pcap-limit must be at least 1 (MB)";
         return null;
+    }
+
+    /// <summary>Why the kernel would refuse <paramref name="name"/> as an interface name, or null when it would not.</summary>
+    public static string? TunNameProblem(string name)
+    {
+        try
+        {
+            Linux.TunDevice.ValidateInterfaceName(name);
+            return null;
+        }
+        catch (ArgumentException e)
+        {
+            // The message without ArgumentException's " (Parameter 'name')".
+            return "--tun: " + (e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
+        }
     }
 }

@@ -135,4 +135,7 @@ root.SetAction(async (parse, cancellationToken) =>
     }
 });
 
-return await root.Parse(args).InvokeAsync();
+var parsed = root.Parse(args);
+int status = await parsed.InvokeAsync();
+// A command line that does not parse is a usage error, status 2 like a bad option value (System.CommandLine says 1).
+return parsed.Errors.Count > 0 ? 2 : status;
