@@ -92,6 +92,19 @@ public sealed class NetStack
         return false;
     }
 
+    /// <summary>
+    /// Whether a connection may be opened to <paramref name="remote"/>: not unspecified, multicast, a broadcast (limited
+    /// or our subnet's), loopback, "this network" or the reserved 240/4, and not one of our own addresses.
+    /// </summary>
+    private bool IsUnicastPeer(IpAddress remote)
+    {
+        if (IsLocalAddress(remote))
+            return false;
+        if (!remote.IsV4)
+            return !remote.IsV6Unspecified && !remote.IsV6Multicast && !remote.IsV6Loopback;
+        return SourceAddress.IsValidUnicast(remote, default) && !IsSubnetBroadcast(remote);
+    }
+
     /// <summary>Live connections (every state but CLOSED), for diagnostics.</summary>
     public IReadOnlyCollection<Tcb> Connections => Tcp.Connections;
 
@@ -145,6 +158,9 @@ public sealed class NetStack
     /// </summary>
     public Tcb Connect(IpAddress remote, ushort port, ushort localPort = 0, long? nowMicros = null)
     {
+        // MUST-46 (§3.9.1.1): an OPEN to an address that is not one host (broadcast, multicast, unspecified) is an error.
+        if (!IsUnicastPeer(remote))
+            throw new ArgumentException($"{remote} is not a unicast address: a connection needs exactly one peer (RFC 9293 MUST-46).", nameof(remote));
         if (nowMicros > Now) Now = nowMicros.Value; // the ISN clock and the connect deadline count from now
         foreach (var local in Options.Addresses)
         {
@@ -228,7 +244,7 @@ public sealed class NetStack
     private DropReason ReceiveIcmp(in Ipv4Packet ip)
     {
         if (IcmpV4Packet.TryParse(ip.Payload, out var icmp, out _)
-            && icmp.Type is IcmpV4Packet.TypeDestinationUnreachable or IcmpV4Packet.TypeTimeExceeded)
+            && icmp.Type is IcmpV4Packet.TypeDestinationUnreachable or IcmpV4Packet.TypeTimeExceeded or IcmpV4Packet.TypeParameterProblem)
         {
             // An error about a segment we sent (RFC 1122 §4.2.3.9, RFC 5927, RFC 1191).
             if (!icmp.TryGetQuotedTcp(out var source, out var destination, out ushort sourcePort, out ushort destinationPort, out uint seq))
@@ -297,8 +313,36 @@ public sealed class NetStack
             // RFC 8201 §4: the connection lowers its segment size (never below what 1280 allows).
             return Tcp.PacketTooBigArrives(message.Connection, message.ReportedMtu, message.SequenceNumber);
         }
+        if (icmp.Type is IcmpV6Packet.TypeDestinationUnreachable or IcmpV6Packet.TypeTimeExceeded or IcmpV6Packet.TypeParameterProblem)
+        {
+            // MUST-54 applies to ICMPv6 as to ICMP (§3.9.2.2): an error about a segment we sent, in ICMP's terms.
+            if (!icmp.TryGetQuotedTcp(out var source, out var destination, out ushort sourcePort, out ushort destinationPort, out uint seq))
+                return DropReason.BadQuotedPacket;
+            if (!IsLocalAddress(source))
+                return DropReason.BadQuotedPacket;
+            var (type, code) = AsIcmpV4Error(icmp.Type, icmp.Code);
+            return Tcp.IcmpErrorArrives(new FourTuple(source, sourcePort, destination, destinationPort), type, code, 0, seq);
+        }
         return DropReason.UnsupportedIcmp;
     }
+
+    /// <summary>
+    /// An ICMPv6 error (RFC 4443 §3) as the ICMP error of the same meaning, which is what the TCP layer acts on: no route
+    /// is net unreachable, address unreachable host unreachable, port unreachable port unreachable (hard while opening,
+    /// RFC 5461 §4), administratively prohibited the same (code 13); time exceeded and parameter problem map directly.
+    /// </summary>
+    private static (byte Type, byte Code) AsIcmpV4Error(byte type, byte code) => type switch
+    {
+        IcmpV6Packet.TypeDestinationUnreachable => (IcmpV4Packet.TypeDestinationUnreachable, code switch
+        {
+            0 => 0,
+            1 => 13,
+            4 => IcmpV4Packet.CodePortUnreachable,
+            _ => 1,
+        }),
+        IcmpV6Packet.TypeTimeExceeded => (IcmpV4Packet.TypeTimeExceeded, code),
+        _ => (IcmpV4Packet.TypeParameterProblem, code),
+    };
 
     /// <summary>
     /// Advances time: fires due timers and lets connections send. Returns the next time (microseconds) at which
