@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using TunStack.Diagnostics;
 using TunStack.Ip;
+using TunStack.Sharding;
 using TunStack.Tcp;
 using TunStack.Wire;
 
@@ -18,7 +19,23 @@ internal sealed class NetStack
     private readonly IpAddress[] _addresses;
 
     public NetStack(NetStackOptions options, IStackTracer? tracer = null)
+        : this(options, shards: null, shardIndex: 0, tracer)
     {
+    }
+
+    /// <summary>
+    /// Shard <paramref name="shardIndex"/> of <paramref name="shards"/>: it owns only the connections whose 4-tuple hashes
+    /// to it, picks ephemeral ports accordingly, gets an even share of each listener's backlog and half-open limit, and
+    /// counts connections and buffer memory against the stack-wide limits together with the other shards. The shards
+    /// should share <see cref="NetStackOptions.IsnSecret"/>.
+    /// </summary>
+    public NetStack(NetStackOptions options, StackShards? shards, int shardIndex, IStackTracer? tracer = null)
+    {
+        if (shards is not null)
+            ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(shardIndex, shards.Count);
+        Shards = shards;
+        ShardIndex = shardIndex;
+        Buffers = shards?.Buffers ?? new BufferBudget();
         _addresses = options.Addresses.ToArray();
         if (_addresses.Length == 0)
             throw new ArgumentException("The stack needs at least one address.", nameof(options));
@@ -26,7 +43,7 @@ internal sealed class NetStack
             throw new ArgumentException($"An IPv6 address needs an MTU of at least {Ipv6Packet.MinimumMtu} (RFC 8200 §5); got {options.Mtu}.", nameof(options));
         Options = options;
         Tracer = tracer;
-        Transmit = new TransmitQueue(Math.Max(options.Mtu, 576));
+        Transmit = new TransmitQueue(Math.Max(options.Mtu, 576), Counters);
         byte[] secret = options.IsnSecret ?? RandomNumberGenerator.GetBytes(16);
         Tcp = new TcpLayer(this, new IsnGenerator(secret), new Tcp.Listen.SynCookies(secret));
     }
@@ -34,6 +51,8 @@ internal sealed class NetStack
     public NetStackOptions Options { get; }
     public StackCounters Counters { get; } = new();
     public IStackTracer? Tracer { get; set; }
+    /// <summary>Receives measurements such as RTT samples, for metrics (<see cref="StackMetrics"/>); null: none.</summary>
+    public IStackObserver? Observer { get; set; }
     public TransmitQueue Transmit { get; }
 
     /// <summary>The time of the latest <see cref="Receive"/> or <see cref="Poll"/> call, in microseconds.</summary>
@@ -41,6 +60,9 @@ internal sealed class NetStack
 
     internal TcpLayer Tcp { get; }
     internal bool InSegmentArrival { get; private set; }
+
+    /// <summary>The offload metadata of the packet being received (plain outside <see cref="Receive(ReadOnlySpan{byte}, long, in PacketInfo)"/>).</summary>
+    internal PacketInfo ArrivalInfo { get; private set; }
 
     /// <summary>
     /// An ICMPv6 Packet Too Big arrived about one of our TCP segments (RFC 4443 §3.2). Raised on the caller's thread
@@ -70,6 +92,19 @@ internal sealed class NetStack
         return false;
     }
 
+    /// <summary>
+    /// Whether a connection may be opened to <paramref name="remote"/>: not unspecified, multicast, a broadcast (limited
+    /// or our subnet's), loopback, "this network" or the reserved 240/4, and not one of our own addresses.
+    /// </summary>
+    private bool IsUnicastPeer(IpAddress remote)
+    {
+        if (IsLocalAddress(remote))
+            return false;
+        if (!remote.IsV4)
+            return !remote.IsV6Unspecified && !remote.IsV6Multicast && !remote.IsV6Loopback;
+        return SourceAddress.IsValidUnicast(remote, default) && !IsSubnetBroadcast(remote);
+    }
+
     /// <summary>Live connections (every state but CLOSED), for diagnostics.</summary>
     public IReadOnlyCollection<Tcb> Connections => Tcp.Connections;
 
@@ -86,8 +121,13 @@ internal sealed class NetStack
     /// (established connections not yet accepted, see <see cref="Accepted"/>); <paramref name="halfOpenLimit"/> the
     /// connections in SYN-RECEIVED, beyond which SYN cookies answer.
     /// </summary>
-    public ListenEndpoint Listen(ushort port, int? backlog = null, int? halfOpenLimit = null) =>
-        Tcp.Listen(port, backlog ?? Options.Backlog, halfOpenLimit ?? Options.HalfOpenLimit);
+    public ListenEndpoint Listen(ushort port, int? backlog = null, int? halfOpenLimit = null)
+    {
+        int accept = backlog ?? Options.Backlog, halfOpen = halfOpenLimit ?? Options.HalfOpenLimit;
+        if (Shards is { } shards)
+            (accept, halfOpen) = (shards.ShareOf(accept), shards.ShareOf(halfOpen));
+        return Tcp.Listen(port, accept, halfOpen);
+    }
 
     /// <summary>
     /// Forwarding mode: a passive OPEN for TCP to every unicast destination that is not one of ours and that
@@ -109,8 +149,23 @@ internal sealed class NetStack
     /// <summary>The application accepted <paramref name="connection"/>: it leaves its listener's accept queue.</summary>
     public void Accepted(Tcb connection) => Tcp.Accepted(connection);
 
-    /// <summary>Pooled memory the connections' send and receive buffers hold now.</summary>
-    public BufferBudget Buffers { get; } = new();
+    /// <summary>
+    /// What the device offloads (set by whoever connects the stack to a device, e.g. the event loop): with checksum
+    /// offload the stack leaves TCP checksums to the device; with segmentation offload it sends super-packets.
+    /// </summary>
+    public DeviceOffloads DeviceOffloads { get; set; }
+
+    /// <summary>Pooled memory the connections' send and receive buffers hold now (all shards' when sharded).</summary>
+    public BufferBudget Buffers { get; }
+
+    /// <summary>The shards this stack is one of, or null when it is the only one.</summary>
+    public StackShards? Shards { get; }
+
+    /// <summary>Which shard of <see cref="Shards"/> this is (0 when not sharded).</summary>
+    public int ShardIndex { get; }
+
+    /// <summary>Whether this stack owns <paramref name="tuple"/>: always, unless sharded.</summary>
+    public bool Owns(in FourTuple tuple) => Shards is null || Shards.OwnerOf(tuple) == ShardIndex;
 
     /// <summary>
     /// Active OPEN (RFC 9293 §3.10.1): connects to <paramref name="remote"/>:<paramref name="port"/> from our address and
@@ -120,6 +175,9 @@ internal sealed class NetStack
     /// </summary>
     public Tcb Connect(IpAddress remote, ushort port, ushort localPort = 0, long? nowMicros = null)
     {
+        // MUST-46 (§3.9.1.1): an OPEN to an address that is not one host (broadcast, multicast, unspecified) is an error.
+        if (!IsUnicastPeer(remote))
+            throw new ArgumentException($"{remote} is not a unicast address: a connection needs exactly one peer (RFC 9293 MUST-46).", nameof(remote));
         if (nowMicros > Now) Now = nowMicros.Value; // the ISN clock and the connect deadline count from now
         foreach (var local in Options.Addresses)
         {
@@ -133,10 +191,19 @@ internal sealed class NetStack
     /// One packet from the device. Never throws for any input: a malformed or unwanted packet is dropped and
     /// counted. Replies are queued; call <see cref="Poll"/> to let connections send.
     /// </summary>
-    public void Receive(ReadOnlySpan<byte> packet, long nowMicros)
+    public void Receive(ReadOnlySpan<byte> packet, long nowMicros) => Receive(packet, nowMicros, PacketInfo.Plain);
+
+    /// <summary>
+    /// One packet from an offloading device, with its metadata: a TCP checksum the device left partial or verified is
+    /// not checked again; a super-packet (segmentation offload) is processed whole, as the segments it stands for.
+    /// </summary>
+    public void Receive(ReadOnlySpan<byte> packet, long nowMicros, in PacketInfo info)
     {
         Now = nowMicros;
         Counters.PacketsReceived++;
+        ArrivalInfo = info;
+        if (info.Segmentation != SegmentationKind.None) Counters.SuperPacketsReceived++;
+        Counters.BytesReceived += packet.Length;
         InSegmentArrival = true;
         DropReason reason;
         try
@@ -152,6 +219,7 @@ internal sealed class NetStack
         finally
         {
             InSegmentArrival = false;
+            ArrivalInfo = PacketInfo.Plain;
         }
         if (reason != DropReason.None)
         {
@@ -193,7 +261,7 @@ internal sealed class NetStack
     private DropReason ReceiveIcmp(in Ipv4Packet ip)
     {
         if (IcmpV4Packet.TryParse(ip.Payload, out var icmp, out _)
-            && icmp.Type is IcmpV4Packet.TypeDestinationUnreachable or IcmpV4Packet.TypeTimeExceeded)
+            && icmp.Type is IcmpV4Packet.TypeDestinationUnreachable or IcmpV4Packet.TypeTimeExceeded or IcmpV4Packet.TypeParameterProblem)
         {
             // An error about a segment we sent (RFC 1122 §4.2.3.9, RFC 5927, RFC 1191).
             if (!icmp.TryGetQuotedTcp(out var source, out var destination, out ushort sourcePort, out ushort destinationPort, out uint seq))
@@ -262,8 +330,36 @@ internal sealed class NetStack
             // RFC 8201 §4: the connection lowers its segment size (never below what 1280 allows).
             return Tcp.PacketTooBigArrives(message.Connection, message.ReportedMtu, message.SequenceNumber);
         }
+        if (icmp.Type is IcmpV6Packet.TypeDestinationUnreachable or IcmpV6Packet.TypeTimeExceeded or IcmpV6Packet.TypeParameterProblem)
+        {
+            // MUST-54 applies to ICMPv6 as to ICMP (§3.9.2.2): an error about a segment we sent, in ICMP's terms.
+            if (!icmp.TryGetQuotedTcp(out var source, out var destination, out ushort sourcePort, out ushort destinationPort, out uint seq))
+                return DropReason.BadQuotedPacket;
+            if (!IsLocalAddress(source))
+                return DropReason.BadQuotedPacket;
+            var (type, code) = AsIcmpV4Error(icmp.Type, icmp.Code);
+            return Tcp.IcmpErrorArrives(new FourTuple(source, sourcePort, destination, destinationPort), type, code, 0, seq);
+        }
         return DropReason.UnsupportedIcmp;
     }
+
+    /// <summary>
+    /// An ICMPv6 error (RFC 4443 §3) as the ICMP error of the same meaning, which is what the TCP layer acts on: no route
+    /// is net unreachable, address unreachable host unreachable, port unreachable port unreachable (hard while opening,
+    /// RFC 5461 §4), administratively prohibited the same (code 13); time exceeded and parameter problem map directly.
+    /// </summary>
+    private static (byte Type, byte Code) AsIcmpV4Error(byte type, byte code) => type switch
+    {
+        IcmpV6Packet.TypeDestinationUnreachable => (IcmpV4Packet.TypeDestinationUnreachable, code switch
+        {
+            0 => 0,
+            1 => 13,
+            4 => IcmpV4Packet.CodePortUnreachable,
+            _ => 1,
+        }),
+        IcmpV6Packet.TypeTimeExceeded => (IcmpV4Packet.TypeTimeExceeded, code),
+        _ => (IcmpV4Packet.TypeParameterProblem, code),
+    };
 
     /// <summary>
     /// Advances time: fires due timers and lets connections send. Returns the next time (microseconds) at which

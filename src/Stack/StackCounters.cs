@@ -11,6 +11,10 @@ public sealed class StackCounters
     public long PacketsReceived;
     /// <summary>IP packets the stack sent: TCP segments and echo replies.</summary>
     public long PacketsSent => SegmentsSent + EchoRepliesSent;
+    /// <summary>Bytes of every IP packet handed to <see cref="NetStack.Receive"/>, headers included, dropped or not.</summary>
+    public long BytesReceived;
+    /// <summary>Bytes of every IP packet the stack queued for sending, headers included.</summary>
+    public long BytesSent;
     /// <summary>TCP segments that passed the header and checksum checks.</summary>
     public long SegmentsReceived;
     /// <summary>TCP segments sent, retransmissions included.</summary>
@@ -91,6 +95,10 @@ public sealed class StackCounters
     public long OutOfWindowAcksSuppressed;
     /// <summary>SYN-ACKs sent with a SYN cookie (RFC 4987).</summary>
     public long SynCookiesSent;
+    /// <summary>Super-packets (segmentation offload) sent and received, each standing for several segments.</summary>
+    public long SuperPacketsSent;
+    /// <summary>Super-packets received, each standing for several segments.</summary>
+    public long SuperPacketsReceived;
     /// <summary>Valid SYN cookies returned, which became connections.</summary>
     public long SynCookiesAccepted;
     /// <summary>SYNs dropped because the connection limit was reached.</summary>

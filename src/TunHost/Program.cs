@@ -27,6 +27,11 @@ var trace = new Option<bool>("--trace")
 {
     Description = "Print one line per TCP segment in and out, with relative seq/ack, window, options and state changes",
 };
+var explain = new Option<bool>("--explain")
+{
+    Description = "Narrate each connection's three-way handshake and close in plain language, with the states and the " +
+        "RFC 9293 sections (interleaved with --trace when both are on)",
+};
 var msl = new Option<int>("--msl")
 {
     HelpName = "ms",
@@ -59,6 +64,15 @@ var impair = new Option<string?>("--impair")
         "loss=1%,reorder=2%,dup=0.5%,corrupt=0.1%,delay=2ms,jitter=1ms,seed=42 (any subset; the same seed repeats a run)",
 };
 
+var offload = new Option<string>("--offload")
+{
+    HelpName = "on|off",
+    Description = "Checksum and TCP segmentation offload with the TUN device (virtio-net header): 64 KiB super-packets " +
+        "both ways instead of one packet per segment",
+    DefaultValueFactory = _ => "on",
+};
+offload.AcceptOnlyFromAmong("on", "off");
+
 var root = new RootCommand(
     """
     tunstack: a user-space TCP/IP stack in C#, serving HTTP (port 80), echo (7) and discard (9) over a Linux TUN device.
@@ -71,13 +85,14 @@ var root = new RootCommand(
       sudo tunstack --tun tun0 --address 198.18.0.2 --trace
                                               attach to an existing tun0 (ip tuntap add dev tun0 mode tun;
                                               ip addr add 198.18.0.1/24 dev tun0; ip link set tun0 up)
+      sudo ./run-linux.sh --trace --explain   every segment, and what each step of the handshake and close means
       sudo ./run-linux.sh --pcap /tmp/tunstack.pcap
                                               then: tcpdump -r /tmp/tunstack.pcap -nn -vv
       sudo ./run-linux.sh --impair loss=1%,reorder=1%,seed=7
                                               lose and reorder 1% of the packets each way, repeatably
     """)
 {
-    tun, address, mtu, trace, msl, finTimeout, pcap, pcapLimit, impair,
+    tun, address, mtu, trace, explain, msl, finTimeout, pcap, pcapLimit, impair, offload,
 };
 // Hidden: the same services over kernel sockets, the reference that ./run-linux.sh bench e2e measures against.
 root.Subcommands.Add(TunStack.Host.KernelReference.KernelReferenceCommand.Create());
@@ -95,7 +110,9 @@ root.SetAction(async (parse, cancellationToken) =>
     }
     var options = new HostOptions(
         parse.GetValue(tun)!, parse.GetValue(address)!.Distinct().ToArray(), parse.GetValue(mtu), parse.GetValue(trace),
-        parse.GetValue(msl), parse.GetValue(finTimeout), parse.GetValue(pcap), parse.GetValue(pcapLimit), impairment);
+        parse.GetValue(msl), parse.GetValue(finTimeout), parse.GetValue(pcap), parse.GetValue(pcapLimit), impairment,
+        parse.GetValue(offload) == "on",
+        parse.GetValue(explain));
     if (HostOptionsCheck.Problem(options) is { } problem)
     {
         Console.Error.WriteLine($"tunstack: {problem}");
@@ -119,4 +136,7 @@ root.SetAction(async (parse, cancellationToken) =>
     }
 });
 
-return await root.Parse(args).InvokeAsync();
+var parsed = root.Parse(args);
+int status = await parsed.InvokeAsync();
+// A command line that does not parse is a usage error, status 2 like a bad option value (System.CommandLine says 1).
+return parsed.Errors.Count > 0 ? 2 : status;

@@ -24,7 +24,7 @@ public sealed class StackHost
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        using var tun = TunDevice.Open(_options.TunName, _options.Mtu);
+        using var tun = TunDevice.Open(_options.TunName, _options.Mtu, _options.Offload);
         await using var capture = OpenCapture();
 
         // The device chain, from the event loop down to the TUN device:
@@ -45,8 +45,10 @@ public sealed class StackHost
         {
             services =
             [
-                new HttpService(() => StatsJson.Render(
-                    host.GetDiagnosticsAsync().WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult(), impaired)),
+                new HttpService(() => StatsJson.Render(Snapshot(host), impaired))
+                {
+                    ConnectionsProvider = () => ConnectionTable.Render(Snapshot(host)),
+                },
                 new EchoService(),
                 new DiscardService(),
             ];
@@ -62,6 +64,7 @@ public sealed class StackHost
                 _console.WriteLine($"tunstack: capturing every packet to {_options.PcapFile} (pcap, raw IP; limit {_options.PcapLimitMegabytes} MB)");
             _console.WriteLine($"tunstack ready on {device.Name} {string.Join(", ", _options.Addresses)} mtu {_options.Mtu}: " +
                 string.Join(", ", services.Select(s => $"{s.Name} {s.Port}")) +
+                $"; offload {OffloadText(tun.Offloads)}" +
                 (_options.Forward is null ? string.Empty : $"; forwarding {_options.Forward}") +
                 (impaired is null ? string.Empty : $"; impair {impaired.Options}"));
 
@@ -100,8 +103,26 @@ public sealed class StackHost
         MaximumSegmentLifetime = TimeSpan.FromMilliseconds(options.MslMilliseconds),
         FinWait2Timeout = TimeSpan.FromMilliseconds(options.FinTimeoutMilliseconds),
         SegmentTrace = options.Trace ? console : null,
+        Explain = options.Explain ? console : null,
+        // Meter "TunStack": dotnet-counters monitor --counters TunStack -p PID
+        Metrics = true,
         LeaveDeviceOpen = true,
     };
+
+    /// <summary>A snapshot of the stack, taken on its loop thread (the only one that touches the engine).</summary>
+    private static TunStackDiagnostics Snapshot(TunStackHost host) =>
+        host.GetDiagnosticsAsync().WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult();
+
+    /// <summary>"off", or what the kernel granted, e.g. "csum,tso4,tso6".</summary>
+    internal static string OffloadText(DeviceOffloads offloads)
+    {
+        if (offloads == DeviceOffloads.None) return "off";
+        var parts = new List<string>(3);
+        if ((offloads & DeviceOffloads.Checksum) != 0) parts.Add("csum");
+        if ((offloads & DeviceOffloads.TcpSegmentation4) != 0) parts.Add("tso4");
+        if ((offloads & DeviceOffloads.TcpSegmentation6) != 0) parts.Add("tso6");
+        return string.Join(",", parts);
+    }
 
     private PcapWriter? OpenCapture()
     {

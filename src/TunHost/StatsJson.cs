@@ -62,6 +62,8 @@ public static class StatsJson
             json.WriteNumber("synCookiesAccepted", c.SynCookiesAccepted);
             json.WriteNumber("pathMtuReductions", c.PathMtuReductions);
             json.WriteNumber("internalErrors", c.InternalErrors);
+            json.WriteNumber("superPacketsSent", c.SuperPacketsSent);
+            json.WriteNumber("superPacketsReceived", c.SuperPacketsReceived);
             json.WriteNumber("duplicateSegments", c.DuplicateSegments);
             json.WriteNumber("sackBlocksSent", c.SackBlocksSent);
             json.WriteNumber("sackBlocksReceived", c.SackBlocksReceived);

@@ -20,6 +20,15 @@ public sealed class TunStackDiagnostics
 
     /// <summary>The stack's counters (packets, segments, retransmissions, drops by reason), copied at the snapshot.</summary>
     public required StackCounters Counters { get; init; }
+
+    /// <summary>A snapshot of <paramref name="stack"/>; call it on the thread that drives the stack.</summary>
+    internal static TunStackDiagnostics Of(NetStack stack, int applicationConnectionCount) => new()
+    {
+        Connections = stack.Connections.Select(TcpConnectionStatistics.From).ToArray(),
+        TimeWaitCount = stack.TimeWaitCount,
+        ApplicationConnectionCount = applicationConnectionCount,
+        Counters = stack.Counters.Snapshot(),
+    };
 }
 
 /// <summary>One connection in a <see cref="TunStackDiagnostics"/> snapshot.</summary>
@@ -61,6 +70,9 @@ public sealed record TcpConnectionStatistics
     /// <summary>Slow-start threshold, in bytes.</summary>
     public long SlowStartThreshold { get; init; }
 
+    /// <summary>The segment size we send with (the smaller MSS, less options), zero before the handshake.</summary>
+    public int SendMss { get; init; }
+
     /// <summary>Segments retransmitted on this connection.</summary>
     public long Retransmissions { get; init; }
 
@@ -91,6 +103,7 @@ public sealed record TcpConnectionStatistics
             CongestionWindow = tcb.CongestionWindow,
             SlowStartThreshold = tcb.SlowStartThreshold,
             Retransmissions = tcb.Retransmissions,
+            SendMss = tcb.SendMss,
             CongestionControl = tcb.CongestionControlName,
             Sack = tcb.SackEnabled,
             Timestamps = tcb.TimestampsEnabled,

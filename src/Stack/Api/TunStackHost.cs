@@ -33,6 +33,7 @@ public sealed class TunStackHost : IAsyncDisposable
     private readonly IPacketDevice _device;
     private readonly ILogger _logger;
     private int _disposed;
+    private StackMetrics? _metrics;
 
     private TunStackHost(IPacketDevice device, TunStackOptions options, EventLoop loop, ILogger logger)
     {
@@ -59,10 +60,14 @@ public sealed class TunStackHost : IAsyncDisposable
         if (options.Problem(device.Mtu) is { } problem)
             throw new ArgumentException(problem, nameof(options));
         var logger = (ILogger?)options.LoggerFactory?.CreateLogger("TunStack") ?? NullLogger.Instance;
-        var tracer = options.SegmentTrace is { } writer ? new TextTracer(writer) : null;
-        var stack = new NetStack(options.ToStackOptions(device.Mtu), tracer);
+        var stackOptions = options.ToStackOptions(device.Mtu);
+        var tracer = CompositeTracer.Combine(
+            options.SegmentTrace is { } trace ? new TextTracer(trace) : null,
+            options.Explain is { } explain ? new ExplainTracer(explain, stackOptions.MslMicros) : null);
+        var stack = new NetStack(stackOptions, tracer);
+        var metrics = options.Metrics ? new StackMetrics(stack) : null;
         var loop = new EventLoop(stack, device, options.TimeProvider, logger);
-        var host = new TunStackHost(device, options, loop, logger);
+        var host = new TunStackHost(device, options, loop, logger) { _metrics = metrics };
         loop.Start();
         logger.Started(device.Name, string.Join(", ", options.Addresses), stack.Options.Mtu);
         return Task.FromResult(host);
@@ -154,17 +159,8 @@ public sealed class TunStackHost : IAsyncDisposable
     public async Task<TunStackDiagnostics> GetDiagnosticsAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
-        return await _loop.InvokeAsync(() =>
-        {
-            var stack = _loop.Stack;
-            return new TunStackDiagnostics
-            {
-                Connections = stack.Connections.Select(TcpConnectionStatistics.From).ToArray(),
-                TimeWaitCount = stack.TimeWaitCount,
-                ApplicationConnectionCount = _loop.ApplicationConnectionCount,
-                Counters = stack.Counters.Snapshot(),
-            };
-        }).WaitAsync(cancellationToken).ConfigureAwait(false);
+        return await _loop.InvokeAsync(() => TunStackDiagnostics.Of(_loop.Stack, _loop.ApplicationConnectionCount))
+            .WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -177,6 +173,7 @@ public sealed class TunStackHost : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
         await Task.Run(_loop.Stop).ConfigureAwait(false);
+        _metrics?.Dispose();
         if (!Options.LeaveDeviceOpen)
             _device.Dispose();
         _logger.Stopped(_device.Name);

@@ -85,6 +85,18 @@ public sealed class TunStackOptions
     /// </summary>
     public TextWriter? SegmentTrace { get; init; }
 
+    /// <summary>
+    /// Where to narrate each connection's handshake and close in plain language, with the RFC 9293 sections (the
+    /// <c>--explain</c> format), or null for none. Written on the loop thread: give a synchronized writer.
+    /// </summary>
+    public TextWriter? Explain { get; init; }
+
+    /// <summary>
+    /// Publish the meter <c>TunStack</c> (System.Diagnostics.Metrics: packets, segments, bytes, connections, RTT), for
+    /// <c>dotnet-counters monitor --counters TunStack</c> or OpenTelemetry.
+    /// </summary>
+    public bool Metrics { get; init; }
+
     /// <summary>Where the host logs (category <c>TunStack</c>); null logs nothing.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }
 

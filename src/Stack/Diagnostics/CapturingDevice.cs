@@ -31,6 +31,26 @@ public sealed class CapturingDevice : IPacketDevice
     public string Name => _inner.Name;
     /// <inheritdoc />
     public int Mtu => _inner.Mtu;
+    /// <inheritdoc />
+    public DeviceOffloads Offloads => _inner.Offloads;
+    /// <inheritdoc />
+    public int MaxPacketSize => _inner.MaxPacketSize;
+
+    /// <summary>Super-packets are recorded whole, with their checksums as the device carries them (partial ones too).</summary>
+    public int TryRead(Span<byte> buffer, out PacketInfo info)
+    {
+        int length = _inner.TryRead(buffer, out info);
+        if (length > 0)
+            _writer.TryCapture(buffer[..length], UnixMicros());
+        return length;
+    }
+
+    /// <inheritdoc />
+    public void Write(ReadOnlySpan<byte> packet, in PacketInfo info)
+    {
+        _writer.TryCapture(packet, UnixMicros());
+        _inner.Write(packet, info);
+    }
 
     /// <inheritdoc />
     public int TryRead(Span<byte> buffer)

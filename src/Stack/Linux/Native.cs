@@ -40,6 +40,14 @@ internal static unsafe partial class Native
     public const int EBADFD = 77;
     public const int ENOBUFS = 105;
 
+    /// <summary><c>struct iovec</c>: one buffer of a readv/writev.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec
+    {
+        public void* Base;
+        public nuint Length;
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     public struct PollFd
     {
@@ -60,6 +68,12 @@ internal static unsafe partial class Native
 
     [LibraryImport(Libc, EntryPoint = "write", SetLastError = true)]
     public static partial nint Write(SafeFileDescriptor fd, byte* buffer, nint count);
+
+    [LibraryImport(Libc, EntryPoint = "readv", SetLastError = true)]
+    public static partial nint Readv(SafeFileDescriptor fd, IoVec* vectors, int count);
+
+    [LibraryImport(Libc, EntryPoint = "writev", SetLastError = true)]
+    public static partial nint Writev(SafeFileDescriptor fd, IoVec* vectors, int count);
 
     [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int Ioctl(SafeFileDescriptor fd, nuint request, void* argument);

@@ -24,6 +24,17 @@ public sealed unsafe class TunDevice : IPacketDevice
     internal const nuint TUNSETIFF = 0x400454ca;
     internal const short IFF_TUN = 0x0001;
     internal const short IFF_NO_PI = 0x1000;
+    internal const short IFF_VNET_HDR = 0x4000;
+    internal const short IFF_MULTI_QUEUE = 0x0100;
+
+    /// <summary>The kernel's limit on queues per TUN device (MAX_TAP_QUEUES).</summary>
+    public const int MaxQueues = 256;
+
+    /// <summary><c>_IOW('T', 208, unsigned int)</c>: which offloads the kernel may rely on us for.</summary>
+    internal const nuint TUNSETOFFLOAD = 0x400454d0;
+    internal const uint TUN_F_CSUM = 0x01;
+    internal const uint TUN_F_TSO4 = 0x02;
+    internal const uint TUN_F_TSO6 = 0x04;
 
     /// <summary><c>sizeof(struct ifreq)</c> on 64-bit Linux: a 16-byte name and a 24-byte union.</summary>
     internal const int InterfaceRequestSize = 40;
@@ -36,13 +47,35 @@ public sealed unsafe class TunDevice : IPacketDevice
     private long _writeDrops;
     private int _disposed;
 
-    private TunDevice(SafeFileDescriptor tun, SafeFileDescriptor eventFd, string name, int mtu)
+    private TunDevice(SafeFileDescriptor tun, SafeFileDescriptor eventFd, string name, int mtu, bool virtioHeader,
+        DeviceOffloads offloads)
     {
         _tun = tun;
         _event = eventFd;
         Name = name;
         Mtu = mtu;
+        _virtioHeader = virtioHeader;
+        Offloads = offloads;
     }
+
+    private readonly bool _virtioHeader;
+
+    /// <summary>
+    /// The offloads in force (<see cref="Open"/> with offloads asks for checksum and TCP segmentation over IPv4 and
+    /// IPv6, and settles for what the kernel grants). With segmentation, reads and writes are up to 64 KiB.
+    /// </summary>
+    public DeviceOffloads Offloads { get; }
+
+    /// <inheritdoc />
+    public int MaxPacketSize =>
+        (Offloads & (DeviceOffloads.TcpSegmentation4 | DeviceOffloads.TcpSegmentation6)) != 0 ? ushort.MaxValue : Mtu;
+
+    /// <summary>Packets read as super-packets (segmentation offload) since the device was opened.</summary>
+    public long SuperPacketsRead => Interlocked.Read(ref _superPacketsRead);
+    private long _superPacketsRead;
+
+    /// <summary>Whether this descriptor is one queue of a multi-queue device.</summary>
+    public bool IsMultiQueue { get; private init; }
 
     /// <summary>The interface name the kernel reports (the one given, or the one it chose for a pattern like "tun%d").</summary>
     public string Name { get; }
@@ -60,7 +93,64 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// </summary>
     /// <param name="name">Interface name, at most 15 bytes; a pattern such as "tun%d" lets the kernel choose.</param>
     /// <param name="mtu">Largest datagram the caller will send or expects to receive (68..65535).</param>
-    public static TunDevice Open(string name, int mtu = 1500)
+    public static TunDevice Open(string name, int mtu = 1500) => Open(name, mtu, offloads: false);
+
+    /// <summary>
+    /// Like <see cref="Open(string, int)"/>; with <paramref name="offloads"/> the device carries a virtio-net header on
+    /// every packet (IFF_VNET_HDR) and asks the kernel for checksum and TCP segmentation offload (TUNSETOFFLOAD:
+    /// TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6), falling back to fewer — or none — where the kernel refuses.
+    /// </summary>
+    public static TunDevice Open(string name, int mtu, bool offloads)
+    {
+        try
+        {
+            return OpenQueue(name, mtu, offloads, multiQueue: false);
+        }
+        catch (TunDeviceException e) when (e.Errno == Native.EINVAL)
+        {
+            // Perhaps a persistent device made with "ip tuntap add ... multi_queue": attach as one of its queues.
+            try { return OpenQueue(name, mtu, offloads, multiQueue: true); }
+            catch (TunDeviceException) { throw e; }
+        }
+    }
+
+    /// <summary>
+    /// Opens <paramref name="queues"/> queues of one multi-queue device (IFF_MULTI_QUEUE): one descriptor each, every
+    /// one a <see cref="TunDevice"/> of its own to be read and written by its own thread. The kernel spreads the flows
+    /// it sends over the queues by a hash of each flow, and sends a flow to the queue its packets were last written
+    /// on. A persistent device made single-queue beforehand keeps working: then the result has one queue only.
+    /// </summary>
+    public static TunDevice[] OpenQueues(string name, int mtu, bool offloads, int queues)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(queues, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(queues, MaxQueues);
+        if (queues == 1)
+            return [Open(name, mtu, offloads)];
+        TunDevice first;
+        try
+        {
+            first = OpenQueue(name, mtu, offloads, multiQueue: true);
+        }
+        catch (TunDeviceException e) when (e.Errno == Native.EINVAL)
+        {
+            return [OpenQueue(name, mtu, offloads, multiQueue: false)]; // an existing single-queue device
+        }
+        var opened = new List<TunDevice>(queues) { first };
+        try
+        {
+            // Further queues attach to the interface the first one made (its name may have been a pattern like tun%d).
+            while (opened.Count < queues)
+                opened.Add(OpenQueue(first.Name, mtu, offloads, multiQueue: true));
+        }
+        catch
+        {
+            foreach (var queue in opened) queue.Dispose();
+            throw;
+        }
+        return opened.ToArray();
+    }
+
+    private static TunDevice OpenQueue(string name, int mtu, bool offloads, bool multiQueue)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentOutOfRangeException.ThrowIfLessThan(mtu, 68);
@@ -69,7 +159,7 @@ public sealed unsafe class TunDevice : IPacketDevice
             throw new PlatformNotSupportedException("TUN devices are only supported on Linux.");
 
         Span<byte> ifreq = stackalloc byte[InterfaceRequestSize];
-        FillInterfaceRequest(ifreq, name, IFF_TUN | IFF_NO_PI);
+        FillInterfaceRequest(ifreq, name, (short)(IFF_TUN | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0) | (multiQueue ? IFF_MULTI_QUEUE : 0)));
 
         int fd = Native.Open(ClonePath, Native.O_RDWR | Native.O_CLOEXEC, 0);
         if (fd < 0)
@@ -95,13 +185,127 @@ public sealed unsafe class TunDevice : IPacketDevice
                 throw Error(Marshal.GetLastPInvokeError(), "cannot create the wake-up eventfd");
             eventFd = new SafeFileDescriptor(efd);
 
-            return new TunDevice(tun, eventFd, actualName, mtu);
+            var granted = offloads ? RequestOffloads(tun) : DeviceOffloads.None;
+            return new TunDevice(tun, eventFd, actualName, mtu, offloads, granted) { IsMultiQueue = multiQueue };
         }
         catch
         {
             eventFd?.Dispose();
             tun.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Asks for the most the kernel grants: checksum plus TSO for both families, then IPv4 only, then checksum only.</summary>
+    private static DeviceOffloads RequestOffloads(SafeFileDescriptor tun)
+    {
+        (uint Flags, DeviceOffloads Offloads)[] choices =
+        [
+            (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, DeviceOffloads.Checksum | DeviceOffloads.TcpSegmentation4 | DeviceOffloads.TcpSegmentation6),
+            (TUN_F_CSUM | TUN_F_TSO4, DeviceOffloads.Checksum | DeviceOffloads.TcpSegmentation4),
+            (TUN_F_CSUM, DeviceOffloads.Checksum),
+        ];
+        foreach (var (flags, granted) in choices)
+        {
+            if (Native.Ioctl(tun, TUNSETOFFLOAD, (void*)(nuint)flags) == 0)
+                return granted;
+        }
+        return DeviceOffloads.None;
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// With offloads the packet may be a super-packet of up to 64 KiB or carry a partial checksum; see
+    /// <paramref name="info"/>.
+    /// </remarks>
+    public int TryRead(Span<byte> buffer, out PacketInfo info)
+    {
+        info = PacketInfo.Plain;
+        if (!_virtioHeader)
+            return TryRead(buffer);
+        Span<byte> header = stackalloc byte[VirtioNetHeader.Length];
+        fixed (byte* h = header)
+        fixed (byte* p = buffer)
+        {
+            Native.IoVec* vectors = stackalloc Native.IoVec[2];
+            vectors[0] = new Native.IoVec { Base = h, Length = VirtioNetHeader.Length };
+            vectors[1] = new Native.IoVec { Base = p, Length = (nuint)buffer.Length };
+            while (true)
+            {
+                nint n = Native.Readv(_tun, vectors, 2);
+                if (n >= VirtioNetHeader.Length)
+                {
+                    info = VirtioNetHeader.Read(header);
+                    if (info.Segmentation != SegmentationKind.None) Interlocked.Increment(ref _superPacketsRead);
+                    return (int)n - VirtioNetHeader.Length;
+                }
+                if (n >= 0)
+                    return 0; // a read shorter than the header carries no packet
+                int errno = Marshal.GetLastPInvokeError();
+                switch (errno)
+                {
+                    case Native.EAGAIN:
+                        return 0;
+                    case Native.EINTR:
+                        continue;
+                    case Native.EBADFD:
+                        throw Error(errno, $"TUN device {Name} was removed");
+                    default:
+                        throw Error(errno, $"read from {Name} failed");
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Without offloads only plain packets are accepted. A packet the kernel cannot take right now is dropped and
+    /// counted, as in <see cref="Write(ReadOnlySpan{byte})"/>.
+    /// </remarks>
+    public void Write(ReadOnlySpan<byte> packet, in PacketInfo info)
+    {
+        if (!_virtioHeader)
+        {
+            if (!info.IsPlain)
+                throw new NotSupportedException($"{Name} was opened without offloads; it takes plain packets only.");
+            Write(packet);
+            return;
+        }
+        Span<byte> header = stackalloc byte[VirtioNetHeader.Length];
+        if (!VirtioNetHeader.TryWrite(header, packet, info))
+            throw new ArgumentException("offload metadata for a packet that is not TCP", nameof(info));
+        fixed (byte* h = header)
+        fixed (byte* p = packet)
+        {
+            Native.IoVec* vectors = stackalloc Native.IoVec[2];
+            vectors[0] = new Native.IoVec { Base = h, Length = VirtioNetHeader.Length };
+            vectors[1] = new Native.IoVec { Base = p, Length = (nuint)packet.Length };
+            WriteVectors(vectors, packet.Length);
+        }
+    }
+
+    private void WriteVectors(Native.IoVec* vectors, int packetLength)
+    {
+        while (true)
+        {
+            nint n = Native.Writev(_tun, vectors, 2);
+            if (n >= 0)
+                return;
+            int errno = Marshal.GetLastPInvokeError();
+            switch (errno)
+            {
+                case Native.EINTR:
+                    continue;
+                case Native.EAGAIN:
+                case Native.ENOBUFS:
+                case Native.EIO:
+                    Interlocked.Increment(ref _writeDrops);
+                    return;
+                case Native.EBADFD:
+                    throw Error(errno, $"TUN device {Name} was removed");
+                default:
+                    throw Error(errno, $"write of a {packetLength}-byte packet to {Name} failed");
+            }
         }
     }
 
@@ -113,6 +317,8 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// </remarks>
     public int TryRead(Span<byte> buffer)
     {
+        if (_virtioHeader)
+            return TryRead(buffer, out _);
         if (buffer.Length < Mtu)
             throw new ArgumentException($"The read buffer ({buffer.Length} bytes) is smaller than the MTU ({Mtu}).", nameof(buffer));
         fixed (byte* p = buffer)
@@ -147,6 +353,11 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// </remarks>
     public void Write(ReadOnlySpan<byte> packet)
     {
+        if (_virtioHeader)
+        {
+            Write(packet, PacketInfo.Plain);
+            return;
+        }
         fixed (byte* p = packet)
         {
             while (true)
@@ -278,8 +489,11 @@ public sealed unsafe class TunDevice : IPacketDevice
         return Encoding.UTF8.GetString(end < 0 ? name : name[..end]);
     }
 
-    /// <summary>The kernel's rule (dev_valid_name): 1..15 bytes, not "." or "..", no '/', ':' or whitespace.</summary>
-    internal static void ValidateInterfaceName(string name)
+    /// <summary>
+    /// Checks <paramref name="name"/> against the kernel's rule (dev_valid_name): 1..15 bytes, not "." or "..", no '/',
+    /// ':' or whitespace; throws <see cref="ArgumentException"/> saying what is wrong.
+    /// </summary>
+    public static void ValidateInterfaceName(string name)
     {
         int bytes = Encoding.UTF8.GetByteCount(name);
         string? problem =
@@ -311,8 +525,8 @@ public sealed unsafe class TunDevice : IPacketDevice
             $"TUN device {name} is in use by another process (a single-queue TUN device accepts one attachment); " +
             $"stop that process or choose another name ({Native.ErrorText(errno)})"),
         Native.EINVAL => new TunDeviceException(errno,
-            $"cannot use {name} as a TUN device: an interface of that name exists but is not a single-queue TUN device " +
-            $"(a TAP, a multi_queue TUN, or another kind of link?) ({Native.ErrorText(errno)})"),
+            $"cannot use {name} as a TUN device: an interface of that name exists but is not a TUN device of the kind asked for " +
+            $"(a TAP, a TUN with other flags, or another kind of link?) ({Native.ErrorText(errno)})"),
         _ => Error(errno, $"TUNSETIFF for {name} failed"),
     };
 

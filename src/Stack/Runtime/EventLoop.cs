@@ -42,8 +42,11 @@ internal sealed class EventLoop : IDisposable
         _device = device;
         _time = time ?? TimeProvider.System;
         Logger = logger ?? NullLogger.Instance;
-        // Pinned once: the device reads into it directly on every iteration.
-        _receiveBuffer = GC.AllocateUninitializedArray<byte>(Math.Max(device.Mtu, 1500) + 256, pinned: true);
+        // Pinned once: the device reads into it directly on every iteration. With segmentation offload a read can be a
+        // 64 KiB super-packet.
+        _receiveBuffer = GC.AllocateUninitializedArray<byte>(Math.Max(device.MaxPacketSize, 1500) + 256, pinned: true);
+        // The stack uses what the device offloads: checksums left to it, super-packets it cuts into segments.
+        stack.DeviceOffloads = device.Offloads;
     }
 
     /// <summary>The stack. Touch it only on the loop thread (<see cref="InvokeAsync{T}"/>) once the loop runs.</summary>
@@ -280,9 +283,9 @@ internal sealed class EventLoop : IDisposable
         int read = 0;
         for (; read < ReadBatch; read++)
         {
-            int n = _device.TryRead(_receiveBuffer);
+            int n = _device.TryRead(_receiveBuffer, out var info);
             if (n <= 0) break;
-            _stack.Receive(_receiveBuffer.AsSpan(0, n), now);
+            _stack.Receive(_receiveBuffer.AsSpan(0, n), now, info);
         }
 
         DispatchEvents();
@@ -305,7 +308,7 @@ internal sealed class EventLoop : IDisposable
         {
             try
             {
-                _device.Write(packet.Span);
+                _device.Write(packet.Span, packet.Info);
             }
             finally
             {

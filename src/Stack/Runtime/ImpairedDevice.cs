@@ -54,7 +54,7 @@ public sealed class ImpairedDevice : IPacketDevice
         _origin = _time.GetTimestamp();
         ulong seed = options.Seed ?? BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
         Options = options with { Seed = seed };
-        _pool = new PacketBufferPool(Math.Max(inner.Mtu, 1500) + 256);
+        _pool = new PacketBufferPool(Math.Max(inner.MaxPacketSize, 1500) + 256);
         _inbound = new ImpairmentLane(Options, seed, stream: 0, _pool);
         _outbound = new ImpairmentLane(Options, seed, stream: 1, _pool);
     }
@@ -70,6 +70,12 @@ public sealed class ImpairedDevice : IPacketDevice
 
     /// <inheritdoc />
     public int Mtu => _inner.Mtu;
+
+    /// <inheritdoc />
+    public DeviceOffloads Offloads => _inner.Offloads;
+
+    /// <inheritdoc />
+    public int MaxPacketSize => _inner.MaxPacketSize;
 
     /// <summary>What was done to packets travelling from the device to the engine.</summary>
     public ImpairmentCounts Inbound => _inbound.Counts;
@@ -97,8 +103,12 @@ public sealed class ImpairedDevice : IPacketDevice
     }
 
     /// <inheritdoc />
-    public int TryRead(Span<byte> buffer)
+    public int TryRead(Span<byte> buffer) => TryRead(buffer, out _);
+
+    /// <inheritdoc />
+    public int TryRead(Span<byte> buffer, out PacketInfo info)
     {
+        info = PacketInfo.Plain;
         long now = NowMicros;
         FlushOutbound(now);
         _inbound.Release(now);
@@ -106,9 +116,10 @@ public sealed class ImpairedDevice : IPacketDevice
         {
             byte[] received = _pool.Rent();
             int length;
+            PacketInfo receivedInfo;
             try
             {
-                length = _inner.TryRead(received);
+                length = _inner.TryRead(received, out receivedInfo);
             }
             catch
             {
@@ -122,7 +133,7 @@ public sealed class ImpairedDevice : IPacketDevice
                 break;
             }
 
-            _inbound.Admit(received, length, now);
+            _inbound.Admit(received, length, now, receivedInfo);
             _inbound.Release(now);
         }
 
@@ -132,6 +143,7 @@ public sealed class ImpairedDevice : IPacketDevice
         }
 
         // A shorter buffer than a packet truncates it, as a read from the device itself would.
+        info = packet.Info;
         int copied = Math.Min(packet.Length, buffer.Length);
         packet.Buffer.AsSpan(0, copied).CopyTo(buffer);
         _pool.Return(packet.Buffer);
@@ -139,19 +151,22 @@ public sealed class ImpairedDevice : IPacketDevice
     }
 
     /// <inheritdoc />
-    public void Write(ReadOnlySpan<byte> packet)
+    public void Write(ReadOnlySpan<byte> packet) => Write(packet, PacketInfo.Plain);
+
+    /// <inheritdoc />
+    public void Write(ReadOnlySpan<byte> packet, in PacketInfo info)
     {
         long now = NowMicros;
         if (packet.Length > _pool.BufferSize)
         {
-            // Larger than the device's MTU allows: nothing to impair that the device would carry.
-            _inner.Write(packet);
+            // Larger than the device allows: nothing to impair that the device would carry.
+            _inner.Write(packet, info);
             return;
         }
 
         byte[] held = _pool.Rent();
         packet.CopyTo(held);
-        _outbound.Admit(held, packet.Length, now);
+        _outbound.Admit(held, packet.Length, now, info);
         FlushOutbound(now);
     }
 
@@ -208,7 +223,7 @@ public sealed class ImpairedDevice : IPacketDevice
         {
             try
             {
-                _inner.Write(packet.Span);
+                _inner.Write(packet.Span, packet.Info);
             }
             finally
             {

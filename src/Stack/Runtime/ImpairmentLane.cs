@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace TunStack.Runtime;
 
 /// <summary>A packet an <see cref="ImpairedDevice"/> holds: a pooled buffer and the length used.</summary>
-internal readonly record struct HeldPacket(byte[] Buffer, int Length, int ReorderDistance)
+internal readonly record struct HeldPacket(byte[] Buffer, int Length, int ReorderDistance, PacketInfo Info = default)
 {
     public ReadOnlySpan<byte> Span => Buffer.AsSpan(0, Length);
 }
@@ -84,8 +84,16 @@ internal sealed class ImpairmentLane
     }
 
     /// <summary>Takes in a packet in <paramref name="buffer"/> (rented from the pool; the lane owns it from now on).</summary>
-    public void Admit(byte[] buffer, int length, long nowMicros)
+    public void Admit(byte[] buffer, int length, long nowMicros, PacketInfo info = default)
     {
+        if (_corrupt > 0 && info.Checksum != ChecksumStatus.Complete)
+        {
+            // Corruption must be caught by the checksum, so none may be left to trust: complete a partial one (what the
+            // device would do) and have the engine verify every packet. A super-packet we send must keep its partial
+            // checksum for the device to segment it: it is not corrupted (counted in neither way).
+            if (CompleteChecksum(buffer.AsSpan(0, length), info))
+                info = info with { Checksum = ChecksumStatus.Complete };
+        }
         _packets++;
         double loss = _random.NextDouble();
         double corrupt = _random.NextDouble();
@@ -102,7 +110,7 @@ internal sealed class ImpairmentLane
             return;
         }
 
-        if (corrupt < _corrupt && length > 0)
+        if (corrupt < _corrupt && length > 0 && info.Checksum == ChecksumStatus.Complete)
         {
             buffer[bit >> 3] ^= (byte)(1 << (int)(bit & 7));
             _corrupted++;
@@ -123,15 +131,50 @@ internal sealed class ImpairmentLane
             _latestDue = due;
         }
 
-        Schedule(new HeldPacket(buffer, length, reorder < _reorder ? distance : 0), due);
+        Schedule(new HeldPacket(buffer, length, reorder < _reorder ? distance : 0, info), due);
         if (duplicate < _duplicate)
         {
             // The copy follows the original at once; it is not impaired again.
             byte[] copy = _pool.Rent();
             buffer.AsSpan(0, length).CopyTo(copy);
-            Schedule(new HeldPacket(copy, length, 0), due);
+            Schedule(new HeldPacket(copy, length, 0, info), due);
             _duplicated++;
         }
+    }
+
+    /// <summary>
+    /// Completes the TCP checksum of a packet whose checksum the device left partial (or verified); false for a
+    /// super-packet the device still has to segment, or anything that is not a well-formed TCP packet.
+    /// </summary>
+    private static bool CompleteChecksum(Span<byte> packet, in PacketInfo info)
+    {
+        if (info.Checksum == ChecksumStatus.Verified)
+            return true; // the field already holds the full checksum
+        if (packet.IsEmpty)
+            return false;
+        int version = packet[0] >> 4;
+        int headerLength;
+        byte protocol;
+        if (version == 4 && packet.Length >= Wire.Ipv4Packet.MinHeaderLength)
+        {
+            headerLength = (packet[0] & 0x0F) * 4;
+            protocol = packet[9];
+        }
+        else if (version == 6 && packet.Length >= 40)
+        {
+            headerLength = 40;
+            protocol = packet[6];
+        }
+        else
+        {
+            return false;
+        }
+        if (protocol != Wire.IpProtocol.Tcp || packet.Length < headerLength + Wire.TcpSegment.MinHeaderLength)
+            return false;
+        if (info.Segmentation != SegmentationKind.None && packet.Length - headerLength > ushort.MaxValue)
+            return false;
+        Wire.TcpSegment.CompletePartialChecksum(packet[headerLength..]);
+        return true;
     }
 
     /// <summary>Moves what is due at <paramref name="nowMicros"/> to the ready queue, in delivery order.</summary>

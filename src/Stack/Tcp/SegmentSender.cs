@@ -5,7 +5,9 @@ namespace TunStack.Tcp;
 
 /// <summary>
 /// Builds outgoing TCP segments as complete IPv4 or IPv6 packets in pooled buffers — IP header, TCP header, options,
-/// payload, checksums — and queues them for transmission. One copy of the payload, no allocation.
+/// payload, checksums — and queues them for transmission. One copy of the payload, no allocation. When the device
+/// offloads, the TCP checksum is left to it (only the pseudo-header sum is written, virtio NEEDS_CSUM), and a segment
+/// carrying more than <c>segmentSize</c> bytes goes as one super-packet the device cuts into segments of that size.
 /// </summary>
 internal sealed class SegmentSender
 {
@@ -16,11 +18,14 @@ internal sealed class SegmentSender
 
     public void Send(Tcb? tcb, in FourTuple tuple, SeqNumber seq, SeqNumber ack, TcpFlags flags, ushort window,
         in TcpOptions options, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> payloadContinued, TraceNote note = TraceNote.None,
-        in DetachedTrace detached = default)
+        in DetachedTrace detached = default, int segmentSize = 0)
     {
         var transmit = _stack.Transmit;
-        byte[] buffer = transmit.Rent();
         int ipHeaderLength = IpHeader.LengthFor(tuple.LocalAddress);
+        int payloadTotal = payload.Length + payloadContinued.Length;
+        byte[] buffer = payloadTotal + ipHeaderLength + TcpSegment.MaxHeaderLength > transmit.BufferSize
+            ? transmit.Rent(payloadTotal + ipHeaderLength + TcpSegment.MaxHeaderLength)
+            : transmit.Rent();
         var tcp = buffer.AsSpan(ipHeaderLength);
 
         int optionsLength = options.WriteTo(tcp[TcpSegment.MinHeaderLength..]);
@@ -30,10 +35,30 @@ internal sealed class SegmentSender
         payloadContinued.CopyTo(tcp[(headerLength + payload.Length)..]);
         int payloadLength = payload.Length + payloadContinued.Length;
         int segmentLength = headerLength + payloadLength;
-        TcpSegment.WriteChecksum(tcp[..segmentLength], tuple.LocalAddress, tuple.RemoteAddress);
+        var offloads = _stack.DeviceOffloads;
+        PacketInfo info = default;
+        if ((offloads & DeviceOffloads.Checksum) != 0)
+        {
+            // The device completes the checksum from the TCP header on (RFC 9293 §3.1 over the pseudo-header).
+            TcpSegment.WritePartialChecksum(tcp[..segmentLength], tuple.LocalAddress, tuple.RemoteAddress);
+            info = info with { Checksum = ChecksumStatus.Partial };
+        }
+        else
+        {
+            TcpSegment.WriteChecksum(tcp[..segmentLength], tuple.LocalAddress, tuple.RemoteAddress);
+        }
+        if (segmentSize > 0 && payloadLength > segmentSize)
+        {
+            info = info with
+            {
+                Segmentation = tuple.LocalAddress.IsV4 ? SegmentationKind.TcpV4 : SegmentationKind.TcpV6,
+                SegmentSize = (ushort)segmentSize,
+            };
+            _stack.Counters.SuperPacketsSent++;
+        }
         IpHeader.Write(buffer, tuple.LocalAddress, tuple.RemoteAddress, IpProtocol.Tcp, segmentLength, _ipIdentification++);
 
-        transmit.Enqueue(buffer, ipHeaderLength + segmentLength);
+        transmit.Enqueue(buffer, ipHeaderLength + segmentLength, info);
         _stack.Counters.SegmentsSent++;
         if ((flags & TcpFlags.Rst) != 0) _stack.Counters.ResetsSent++;
 

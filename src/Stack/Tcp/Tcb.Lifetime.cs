@@ -152,7 +152,7 @@ internal sealed partial class Tcb
                     return DropReason.None;
             }
         }
-        SoftError = "time exceeded";
+        SoftError = type == IcmpV4Packet.TypeParameterProblem ? "parameter problem" : "time exceeded";
         return DropReason.None;
     }
 

@@ -115,6 +115,7 @@ internal sealed partial class Tcb
             cc.OnIdle(Now - _lastSendTime);
             cc.Cwnd = Math.Min(cc.Cwnd, _initialWindow);
         }
+        int burst = SuperPacketPayload;
         while (true)
         {
             int unsent = _sendBuffer.Count - (SndNxt - _sndBufSeq);
@@ -125,6 +126,13 @@ internal sealed partial class Tcb
             long cwndRoom = cc.Cwnd + LimitedTransmitAllowance - Pipe;
             long usable = Math.Min(peerRoom, cwndRoom);
             int length = (int)Math.Max(0, Math.Min(Math.Min(unsent, MaxPayload), usable));
+            if (burst > MaxPayload && length == MaxPayload)
+            {
+                // With segmentation offload, send what the windows allow in one super-packet: whole segments, and the
+                // tail of the data with them if it fits (the device cuts it into segments of MaxPayload).
+                long more = Math.Min(Math.Min(unsent, burst), usable);
+                length = more == unsent ? (int)more : (int)(more / MaxPayload * MaxPayload);
+            }
 
             if (length < Math.Min(unsent, MaxPayload))
             {
@@ -165,13 +173,36 @@ internal sealed partial class Tcb
     private long LimitedTransmitAllowance =>
         !SackEnabled && !InRecovery && _dupAcks is 1 or 2 ? (long)_dupAcks * MaxPayload : 0;
 
+    /// <summary>
+    /// Payload of the largest super-packet the device would segment for us (whole segments within 64 KiB), or
+    /// <see cref="MaxPayload"/> when it does not segment.
+    /// </summary>
+    private int SuperPacketPayload
+    {
+        get
+        {
+            var needed = Tuple.LocalAddress.IsV4 ? DeviceOffloads.TcpSegmentation4 : DeviceOffloads.TcpSegmentation6;
+            if ((_stack.DeviceOffloads & needed) == 0)
+                return MaxPayload;
+            int room = ushort.MaxValue - IpHeader.LengthFor(Tuple.LocalAddress) - TcpSegment.MaxHeaderLength;
+            return Math.Max(MaxPayload, room / MaxPayload * MaxPayload);
+        }
+    }
+
     private void SendNewSegment(int length, TcpFlags flags)
     {
         var seq = SndNxt;
-        Transmit(seq, length, flags, TraceNote.None);
+        Transmit(seq, length, flags, TraceNote.None, segmentSize: length > MaxPayload ? MaxPayload : 0);
         bool fin = (flags & TcpFlags.Fin) != 0;
         int consumed = length + (fin ? 1 : 0);
-        _sent.Add(seq, consumed, Now, fin ? SentFlags.Fin : SentFlags.None);
+        // One record per segment, also for a super-packet: the peer acknowledges and SACKs the segments the device made.
+        for (int offset = 0; offset < length || (offset == 0 && fin); offset += MaxPayload)
+        {
+            int chunk = Math.Min(MaxPayload, length - offset);
+            bool last = offset + chunk >= length;
+            _sent.Add(seq + offset, chunk + (last && fin ? 1 : 0), Now, last && fin ? SentFlags.Fin : SentFlags.None);
+            if (last) break;
+        }
         SndNxt += consumed;
         if (_inFastRecovery) _prrOut += consumed;
         _lastSendTime = Now;
@@ -216,14 +247,18 @@ internal sealed partial class Tcb
         _stack.Counters.WindowProbes++;
     }
 
-    /// <summary>Builds and queues one segment of the send buffer starting at <paramref name="seq"/>.</summary>
-    private void Transmit(SeqNumber seq, int length, TcpFlags flags, TraceNote note)
+    /// <summary>
+    /// Builds and queues one segment of the send buffer starting at <paramref name="seq"/> — or, with
+    /// <paramref name="segmentSize"/>, a super-packet the device cuts into segments of that size.
+    /// </summary>
+    private void Transmit(SeqNumber seq, int length, TcpFlags flags, TraceNote note, int segmentSize = 0)
     {
         ReadOnlySpan<byte> first = default, second = default;
         if (length > 0)
             _sendBuffer.Peek(seq - _sndBufSeq, length, out first, out second);
-        var options = SegmentOptions(length);
-        _stack.Tcp.Sender.Send(this, Tuple, seq, RcvNxt, flags, AdvertisedWindow(), options, first, second, note);
+        var options = SegmentOptions(Math.Min(length, MaxPayload));
+        _stack.Tcp.Sender.Send(this, Tuple, seq, RcvNxt, flags, AdvertisedWindow(), options, first, second, note,
+            default, segmentSize);
         AckSent();
     }
 

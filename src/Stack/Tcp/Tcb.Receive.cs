@@ -94,8 +94,11 @@ internal sealed partial class Tcb
             end = edge;
             fin = false;
         }
-        if (payload.Length > _rcvMss)
-            _rcvMss = Math.Min(payload.Length, (int)LocalMss);
+        // The peer's full-sized segment, for the ACK-every-second-segment rule: a super-packet counts as the segments
+        // it stands for, so it is acknowledged at once (its segment size is what the peer's MSS is).
+        int unit = _stack.ArrivalInfo.SegmentSize > 0 ? _stack.ArrivalInfo.SegmentSize : payload.Length;
+        if (unit > _rcvMss)
+            _rcvMss = Math.Min(unit, (int)LocalMss);
 
         if (start != RcvNxt)
         {

@@ -60,7 +60,7 @@ internal sealed partial class TcpLayer
         }
 
         var tcb = new Tcb(_stack, tuple, listener);
-        _connections.Add(tuple, tcb);
+        AddConnection(tuple, tcb);
         listener.HalfOpenCount++;
         _stack.Counters.PassiveOpens++;
         var iss = _isn.Next(tuple, _stack.Now);
@@ -83,7 +83,7 @@ internal sealed partial class TcpLayer
     private bool HasRoomForConnection(out DropReason refusal)
     {
         var o = _stack.Options;
-        if (_connections.Count >= o.MaxConnections)
+        if (ConnectionCount >= o.MaxConnections)
         {
             _stack.Counters.ConnectionLimitReached++;
             refusal = DropReason.ConnectionLimit;
@@ -160,7 +160,7 @@ internal sealed partial class TcpLayer
             SynCookies.DecodeTimestamp(options.TimestampEcho, out peerScale, out sack);
 
         var tcb = new Tcb(_stack, tuple, listener);
-        _connections.Add(tuple, tcb);
+        AddConnection(tuple, tcb);
         listener.SynCookiesAccepted++;
         _stack.Counters.SynCookiesAccepted++;
         _stack.Counters.PassiveOpens++;

@@ -32,7 +32,7 @@ internal sealed partial class TcpLayer
     /// </summary>
     public void MoveToTimeWait(Tcb tcb, in TimeWaitRecord record)
     {
-        if (!_connections.Remove(tcb.Tuple))
+        if (!RemoveConnection(tcb.Tuple))
             return;
         _timeWait.Add(tcb.Tuple, record);
         _stack.Counters.ConnectionsClosed++;
@@ -88,8 +88,9 @@ internal sealed partial class TcpLayer
                 Trace(tuple, seg, options, detached, DropReason.None, TcpState.Closed);
                 return DropReason.None;
             }
+            // §3.10.7.4 first check: one outside RCV.NXT..RCV.NXT+RCV.WND-1 is dropped silently.
             drop = DropReason.Unacceptable;
-            ack = seq.InRange(record.RcvNxt, record.RcvNxt + 65536);
+            ack = seq.InRange(record.RcvNxt, record.RcvNxt + record.WindowBytes);
         }
         else if ((flags & TcpFlags.Fin) != 0)
         {
@@ -97,6 +98,12 @@ internal sealed partial class TcpLayer
             // restart the 2 MSL timeout."
             _timeWait.Restart(tuple, _stack.Now + 2 * _stack.Options.MslMicros);
             drop = DropReason.None;
+            ack = true;
+        }
+        else if ((flags & TcpFlags.Ack) != 0 && new SeqNumber(seg.AcknowledgmentNumber) > record.SndNxt)
+        {
+            // §3.10.7.4 fifth check (RFC 5961 §5.2): an ACK of something never sent is discarded and answered with an ACK.
+            drop = DropReason.Unacceptable;
             ack = true;
         }
         else if ((flags & TcpFlags.Syn) != 0 || seg.Payload.Length > 0 || seq != record.RcvNxt)

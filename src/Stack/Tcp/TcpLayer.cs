@@ -35,6 +35,23 @@ internal sealed partial class TcpLayer
 
     public Tcb? Find(in FourTuple tuple) => _connections.GetValueOrDefault(tuple);
 
+    /// <summary>Connections held against <see cref="NetStackOptions.MaxConnections"/>: all shards' when sharded.</summary>
+    private int ConnectionCount => _stack.Shards?.Connections ?? _connections.Count;
+
+    private void AddConnection(in FourTuple tuple, Tcb tcb)
+    {
+        _connections.Add(tuple, tcb);
+        _stack.Shards?.ConnectionAdded();
+    }
+
+    private bool RemoveConnection(in FourTuple tuple)
+    {
+        if (!_connections.Remove(tuple))
+            return false;
+        _stack.Shards?.ConnectionRemoved();
+        return true;
+    }
+
     /// <summary>The ephemeral port range (Linux's default ip_local_port_range).</summary>
     public const ushort FirstEphemeralPort = 32768;
     public const ushort LastEphemeralPort = 60999;
@@ -47,10 +64,12 @@ internal sealed partial class TcpLayer
             throw new ArgumentOutOfRangeException(nameof(remotePort), "The remote port must not be 0.");
         ushort port = localPort != 0 ? localPort : PickEphemeralPort(local, remote, remotePort);
         var tuple = new FourTuple(local, port, remote, remotePort);
+        if (!_stack.Owns(tuple))
+            throw new ArgumentException($"{tuple} belongs to shard {_stack.Shards!.OwnerOf(tuple)}, not to this one ({_stack.ShardIndex}).", nameof(localPort));
         if (_connections.ContainsKey(tuple))
             throw new InvalidOperationException($"A connection {tuple} exists already (address in use).");
         var tcb = new Tcb(_stack, tuple, null);
-        _connections.Add(tuple, tcb);
+        AddConnection(tuple, tcb);
         _stack.Counters.ActiveOpens++;
         tcb.OpenActive(_isn.Next(tuple, _stack.Now), _isn.TimestampOffset(tuple));
         return tcb;
@@ -58,7 +77,7 @@ internal sealed partial class TcpLayer
 
     /// <summary>
     /// RFC 6056 §3.3.3: try ports from a keyed-hash offset plus a counter; skip any whose 4-tuple is in use (TIME-WAIT
-    /// included) or that a listener holds.
+    /// included), that a listener holds, or (sharded) that another shard would own.
     /// </summary>
     private ushort PickEphemeralPort(IpAddress local, IpAddress remote, ushort remotePort)
     {
@@ -67,7 +86,8 @@ internal sealed partial class TcpLayer
         for (int i = 0; i < count; i++)
         {
             var port = (ushort)(FirstEphemeralPort + (offset + _ephemeralCounter++) % count);
-            if (!_listeners.ContainsKey(port) && !_connections.ContainsKey(new FourTuple(local, port, remote, remotePort)))
+            var tuple = new FourTuple(local, port, remote, remotePort);
+            if (!_listeners.ContainsKey(port) && !_connections.ContainsKey(tuple) && _stack.Owns(tuple))
                 return port;
         }
         throw new InvalidOperationException($"No free ephemeral port towards {remote}:{remotePort}.");
@@ -78,7 +98,8 @@ internal sealed partial class TcpLayer
     {
         if (!TcpSegment.TryParse(bytes, out var seg, out var reason))
             return reason;
-        if (!seg.VerifyChecksum(source, destination))
+        // A checksum the device left partial (it never crossed a wire) or verified is not checked again.
+        if (!_stack.ArrivalInfo.ChecksumTrusted && !seg.VerifyChecksum(source, destination))
             return DropReason.BadTcpChecksum;
         if (!TcpOptions.TryParse(seg.Options, out var options))
             return DropReason.BadTcpOption;
@@ -165,7 +186,7 @@ internal sealed partial class TcpLayer
     /// <summary>Deletes a TCB (RFC 9293: "delete the TCB, enter CLOSED") and tells the application.</summary>
     public void Remove(Tcb tcb, CloseReason reason, string cause = "RST")
     {
-        if (!_connections.Remove(tcb.Tuple))
+        if (!RemoveConnection(tcb.Tuple))
             return;
         switch (reason)
         {

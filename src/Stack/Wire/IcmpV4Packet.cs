@@ -21,6 +21,7 @@ internal readonly ref struct IcmpV4Packet
     public const byte TypeDestinationUnreachable = 3;
     public const byte TypeEchoRequest = 8;
     public const byte TypeTimeExceeded = 11;
+    public const byte TypeParameterProblem = 12;
 
     private readonly ReadOnlySpan<byte> _message; // the whole ICMP message: header + data
 

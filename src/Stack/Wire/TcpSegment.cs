@@ -91,6 +91,23 @@ internal readonly ref struct TcpSegment
         BinaryPrimitives.WriteUInt16BigEndian(h[UrgentPointerOffset..], 0);
     }
 
+    /// <summary>
+    /// For checksum offload: stores only the pseudo-header sum, folded and not complemented, for the device to
+    /// complete over the segment (virtio-net NEEDS_CSUM; Linux's CHECKSUM_PARTIAL).
+    /// </summary>
+    public static void WritePartialChecksum(Span<byte> segment, IpAddress source, IpAddress destination)
+    {
+        uint sum = Wire.Checksum.PseudoHeader(source, destination, IpProtocol.Tcp, segment.Length);
+        BinaryPrimitives.WriteUInt16BigEndian(segment[ChecksumOffset..], (ushort)~Wire.Checksum.Finish(sum));
+    }
+
+    /// <summary>Completes a partial checksum (see <see cref="WritePartialChecksum"/>) as the device would.</summary>
+    public static void CompletePartialChecksum(Span<byte> segment)
+    {
+        ushort checksum = Wire.Checksum.Compute(segment);
+        BinaryPrimitives.WriteUInt16BigEndian(segment[ChecksumOffset..], checksum);
+    }
+
     /// <summary>Computes and stores the checksum of a complete segment (header + payload) in place.</summary>
     public static void WriteChecksum(Span<byte> segment, IpAddress source, IpAddress destination)
     {

@@ -7,7 +7,9 @@ using TunStack.Linux;
 namespace TunStack.Host.Client;
 
 /// <summary>What <c>tunstack fetch</c> was asked to do.</summary>
-public sealed record FetchOptions(string TunName, string Address, int Mtu, bool Trace, string Url, string? OutputFile, TimeSpan Timeout);
+/// <param name="Explain">Narrate the handshake and the close (<c>--explain</c>), on standard error with the trace.</param>
+public sealed record FetchOptions(string TunName, string Address, int Mtu, bool Trace, string Url, string? OutputFile, TimeSpan Timeout,
+    bool Offload = true, bool Explain = false);
 
 /// <summary>
 /// <c>tunstack fetch URL</c>: the client side of TCP through our engine. Opens (or attaches to) the TUN device, connects
@@ -37,7 +39,7 @@ public static class FetchClient
         TunDevice device;
         try
         {
-            device = TunDevice.Open(options.TunName, options.Mtu);
+            device = TunDevice.Open(options.TunName, options.Mtu, options.Offload);
         }
         catch (TunDeviceException e) when (e.IsBusy)
         {

@@ -33,6 +33,12 @@ internal sealed partial class ScriptedPeer
         Stack = new NetStack(options ?? DefaultOptions(), new TextTracer(TraceWriter));
     }
 
+    /// <summary>Drives a stack made elsewhere (a shard, say).</summary>
+    public ScriptedPeer(NetStack stack)
+    {
+        Stack = stack;
+    }
+
     public static NetStackOptions DefaultOptions(long mslMicros = 1_000_000, int receiveBuffer = 65536, int sendBuffer = 65536) => new()
     {
         Addresses = [StackAddress, StackAddress6],

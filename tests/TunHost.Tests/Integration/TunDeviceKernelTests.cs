@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
 using TunStack.Linux;
+using TunStack;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -70,7 +71,7 @@ public sealed class TunDeviceKernelTests(ITestOutputHelper output)
         await ns.IpAsync("tuntap", "add", "dev", "tap0", "mode", "tap");
         var e = Assert.Throws<TunDeviceException>(() => ns.InNamespace(() => TunDevice.Open("tap0", 1500)));
         Assert.Equal(22, e.Errno); // EINVAL
-        Assert.Contains("not a single-queue TUN device", e.Message);
+        Assert.Contains("not a TUN device of the kind asked for", e.Message);
     }
 
     [IntegrationFact]
@@ -184,6 +185,83 @@ public sealed class TunDeviceKernelTests(ITestOutputHelper output)
         await using var ns = new NetNamespace(output);
         using var device = ns.InNamespace(() => TunDevice.Open("tun0", 1500));
         Assert.Throws<ArgumentException>(() => device.TryRead(new byte[1499]));
+    }
+
+    [IntegrationFact]
+    public async Task The_kernel_spreads_flows_over_the_queues_of_a_multi_queue_device()
+    {
+        await using var ns = new NetNamespace(output);
+        var queues = ns.InNamespace(() => TunDevice.OpenQueues("tun0", 1500, offloads: false, queues: 2));
+        try
+        {
+            Assert.Equal(2, queues.Length);
+            Assert.All(queues, q => Assert.True(q.IsMultiQueue));
+            var show = (await ns.RunAsync(CommandTimeout, "ip", "-d", "link", "show", "tun0")).EnsureSuccess();
+            Assert.Contains("multi_queue", show.Stdout);
+            await ns.IpAsync("addr", "add", "198.18.0.1/24", "dev", "tun0");
+            await ns.IpAsync("link", "set", "tun0", "up");
+
+            // 40 flows (one datagram from each of 40 source ports); each must come out of exactly one queue.
+            var send = await ns.RunAsync(CommandTimeout, "python3", "-c",
+                "import socket\nfor p in range(41000, 41040):\n" +
+                "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('198.18.0.1', p)); s.sendto(b'q', ('198.18.0.2', 9999)); s.close()");
+            Assert.True(send.Succeeded, send.ToString());
+
+            var portsByQueue = queues.Select(_ => new HashSet<ushort>()).ToArray();
+            byte[] buffer = new byte[2048];
+            var clock = Stopwatch.StartNew();
+            while (portsByQueue.Sum(p => p.Count) < 40 && clock.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                for (int q = 0; q < queues.Length; q++)
+                {
+                    queues[q].WaitReadable(TimeSpan.FromMilliseconds(20));
+                    int n;
+                    while ((n = queues[q].TryRead(buffer)) > 0)
+                    {
+                        if (n >= 28 && buffer[0] >> 4 == 4 && buffer[9] == 17 && BinaryPrimitives.ReadUInt16BigEndian(buffer.AsSpan(22)) == 9999)
+                            Assert.True(portsByQueue[q].Add(BinaryPrimitives.ReadUInt16BigEndian(buffer.AsSpan(20))), "a datagram was read twice");
+                    }
+                }
+            }
+            output.WriteLine($"queue 0: {portsByQueue[0].Count} flows, queue 1: {portsByQueue[1].Count} flows");
+            Assert.Equal(40, portsByQueue.Sum(p => p.Count));
+            Assert.Empty(portsByQueue[0].Intersect(portsByQueue[1]));
+            Assert.All(portsByQueue, p => Assert.NotEmpty(p));
+        }
+        finally
+        {
+            foreach (var q in queues) q.Dispose();
+        }
+    }
+
+    [IntegrationFact]
+    public async Task A_single_queue_device_made_beforehand_keeps_working_with_one_queue()
+    {
+        await using var ns = new NetNamespace(output);
+        await ns.IpAsync("tuntap", "add", "dev", "tun0", "mode", "tun");
+        var queues = ns.InNamespace(() => TunDevice.OpenQueues("tun0", 1500, offloads: false, queues: 4));
+        using var only = Assert.Single(queues);
+        Assert.False(only.IsMultiQueue);
+        Assert.Equal("tun0", only.Name);
+    }
+
+    [IntegrationFact]
+    public async Task A_multi_queue_device_made_beforehand_is_attached_as_one_of_its_queues()
+    {
+        await using var ns = new NetNamespace(output);
+        await ns.IpAsync("tuntap", "add", "dev", "tun0", "mode", "tun", "multi_queue");
+        using var device = ns.InNamespace(() => TunDevice.Open("tun0", 1500));
+        Assert.True(device.IsMultiQueue);
+        var queues = ns.InNamespace(() => TunDevice.OpenQueues("tun0", 1500, offloads: true, queues: 3));
+        try
+        {
+            Assert.Equal(3, queues.Length);
+            Assert.All(queues, q => Assert.NotEqual(DeviceOffloads.None, q.Offloads));
+        }
+        finally
+        {
+            foreach (var q in queues) q.Dispose();
+        }
     }
 
     private static async Task<TunDevice> OpenConfiguredAsync(NetNamespace ns)

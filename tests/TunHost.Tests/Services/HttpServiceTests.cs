@@ -645,6 +645,30 @@ public sealed class HttpServiceTests
     }
 
     [Fact]
+    public async Task Connections_returns_the_providers_table_as_plain_text()
+    {
+        var h = ServiceHarness.Start(new HttpService { ConnectionsProvider = () => "1 live connection\n" });
+        await h.SendAsync(Get("/connections"));
+        HttpResponse r = await h.ReadResponseAsync();
+        Assert.Equal(200, r.StatusCode);
+        Assert.Equal("text/plain; charset=utf-8", r.Header("Content-Type"));
+        Assert.Equal("1 live connection\n", r.BodyText);
+    }
+
+    [Fact]
+    public async Task Connections_is_404_without_a_provider_and_500_when_it_fails()
+    {
+        var h = ServiceHarness.Start(new HttpService());
+        await h.SendAsync(Get("/connections"));
+        Assert.Equal(404, (await h.ReadResponseAsync()).StatusCode);
+
+        var failing = ServiceHarness.Start(new HttpService { ConnectionsProvider = () => throw new InvalidOperationException("boom") });
+        await failing.SendAsync(Get("/connections") + Get("/bytes/1"));
+        Assert.Equal(500, (await failing.ReadResponseAsync()).StatusCode);
+        Assert.Equal("0", (await failing.ReadResponseAsync()).BodyText);
+    }
+
+    [Fact]
     public async Task Client_that_stops_reading_ends_a_huge_download()
     {
         var h = ServiceHarness.Start(new HttpService());
