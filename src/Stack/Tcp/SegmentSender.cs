@@ -26,11 +26,12 @@ internal sealed class SegmentSender
         int optionsLength = options.WriteTo(tcp[TcpSegment.MinHeaderLength..]);
         int headerLength = TcpSegment.MinHeaderLength + optionsLength;
         TcpSegment.WriteHeader(tcp, tuple.LocalPort, tuple.RemotePort, seq.Value, ack.Value, flags, window, optionsLength);
-        payload.CopyTo(tcp[headerLength..]);
-        payloadContinued.CopyTo(tcp[(headerLength + payload.Length)..]);
+        // One pass over the payload: copied out of the send ring and summed on the way; then only the pseudo-header
+        // and the header are summed.
+        uint payloadSum = Checksum.CopyAndAdd(payload, payloadContinued, tcp[headerLength..], 0);
         int payloadLength = payload.Length + payloadContinued.Length;
         int segmentLength = headerLength + payloadLength;
-        TcpSegment.WriteChecksum(tcp[..segmentLength], tuple.LocalAddress, tuple.RemoteAddress);
+        TcpSegment.WriteChecksum(tcp[..segmentLength], headerLength, payloadSum, tuple.LocalAddress, tuple.RemoteAddress);
         IpHeader.Write(buffer, tuple.LocalAddress, tuple.RemoteAddress, IpProtocol.Tcp, segmentLength, _ipIdentification++);
 
         transmit.Enqueue(buffer, ipHeaderLength + segmentLength);
