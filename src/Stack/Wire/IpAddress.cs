@@ -53,6 +53,12 @@ internal readonly struct IpAddress : IEquatable<IpAddress>
         return 16;
     }
 
+    /// <summary>
+    /// The bytes <see cref="WriteTo"/> writes, as a sum congruent modulo 0xFFFF to the sum of their 16-bit big-endian
+    /// words (a 32-bit half counts as its two words, since 2^16 ≡ 1): the address's share of a pseudo-header checksum.
+    /// </summary>
+    internal ulong SumOfWords() => IsV4 ? V4Value : (_high >> 32) + (uint)_high + (_low >> 32) + (uint)_low;
+
     public static IpAddress FromIPAddress(IPAddress address)
     {
         Span<byte> bytes = stackalloc byte[16];
