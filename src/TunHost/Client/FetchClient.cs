@@ -58,6 +58,7 @@ public static class FetchClient
             Mtu = options.Mtu,
             ConnectTimeout = options.Timeout,
             SegmentTrace = options.Trace ? error : null,
+            Explain = options.Explain ? error : null,
         }, cancellationToken).ConfigureAwait(false);
         await using (host.ConfigureAwait(false))
         {
