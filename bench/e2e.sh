@@ -27,6 +27,7 @@ Options:
   --mtu LIST      comma-separated MTUs for tun0 and the veth pair (default 1500,65520)
   --timeout SEC   limit for each transfer and load run (default 120; 60 with --quick); a run that hits it
                   is reported as "timeout"
+  --stack-args A  more tunstack arguments, e.g. "--queues 2" (tun0 is then made multi-queue) or "--offload off"
   --keep-logs     keep the working directory (server logs, client outputs) and print its path
   -h, --help      this text
 
@@ -48,6 +49,7 @@ LOSS=""
 MTUS="1500,65520"
 TIMEOUT=""
 KEEP_LOGS=0
+STACK_ARGS=""
 while (($# > 0)); do
     case "$1" in
         --runs) RUNS=${2:?--runs needs a number}; shift 2 ;;
@@ -60,6 +62,8 @@ while (($# > 0)); do
         --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
         --timeout=*) TIMEOUT=${1#*=}; shift ;;
         --keep-logs) KEEP_LOGS=1; shift ;;
+        --stack-args) STACK_ARGS=${2?--stack-args needs arguments}; shift 2 ;;
+        --stack-args=*) STACK_ARGS=${1#*=}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) printf 'bench e2e: unknown option %s (see --help)\n' "$1" >&2; exit 2 ;;
     esac
@@ -215,7 +219,12 @@ setup_namespaces() {
     ip -n "$NS_CLIENT" link set lo up
     ip -n "$NS_SERVER" link set lo up
 
-    ip -n "$NS_CLIENT" tuntap add dev "$TUN" mode tun
+    # With --queues the device must be multi-queue (a single-queue device keeps one queue).
+    if [[ " $STACK_ARGS " == *" --queues "* ]]; then
+        ip -n "$NS_CLIENT" tuntap add dev "$TUN" mode tun multi_queue
+    else
+        ip -n "$NS_CLIENT" tuntap add dev "$TUN" mode tun
+    fi
     ip -n "$NS_CLIENT" addr add "$TUN_KERNEL_CIDR" dev "$TUN"
     ip -n "$NS_CLIENT" link set "$TUN" mtu "$mtu" up
 
@@ -247,7 +256,7 @@ start_server() {
 start_servers() {
     local mtu=$1
     start_server STACK_PID "$NS_CLIENT" "tunstack ready" "$WORK/stack-$mtu.log" \
-        --tun "$TUN" --address "$STACK_ADDR" --mtu "$mtu" || die "tunstack failed to start"
+        --tun "$TUN" --address "$STACK_ADDR" --mtu "$mtu" $STACK_ARGS || die "tunstack failed to start"
     start_server KERNEL_PID "$NS_SERVER" "kernel-reference ready" "$WORK/kernel-$mtu.log" \
         kernel-reference --address "$KERNEL_ADDR" || die "the kernel reference server failed to start"
 }
