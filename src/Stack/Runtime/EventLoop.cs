@@ -47,6 +47,7 @@ internal sealed class EventLoop : IDisposable
     private EventLoop[]? _group;                                 // every loop of a multi-queue host, by shard; null alone
     private readonly ConcurrentQueue<HandedPacket> _handedIn = new();
     private int _handedInCount;
+    private int _sleeping;                                       // 1 while the loop is in (or about to enter) WaitReadable
 
     public EventLoop(NetStack stack, IPacketDevice device, TimeProvider? time = null, ILogger? logger = null)
     {
@@ -263,7 +264,7 @@ internal sealed class EventLoop : IDisposable
             if (!_closed)
             {
                 _posted.Enqueue(action);
-                _device.Wake();
+                WakeIfSleeping();
                 return;
             }
         }
@@ -290,8 +291,23 @@ internal sealed class EventLoop : IDisposable
     internal void Signal(TunStackConnection connection)
     {
         _signaled.Enqueue(connection);
-        _device.Wake();
+        WakeIfSleeping();
     }
+
+    /// <summary>
+    /// After queueing work for the loop: wakes it through the device (an eventfd write, a system call) only if it
+    /// sleeps, and only once per sleep. A loop that is running looks at its queues before it sleeps. The queue's
+    /// enqueue and the barrier here pair with the loop's store of <see cref="_sleeping"/> before its last look
+    /// (<see cref="HasQueuedWork"/>), so either the loop sees the work or this sees the loop asleep.
+    /// </summary>
+    private void WakeIfSleeping()
+    {
+        Interlocked.MemoryBarrier();
+        if (Volatile.Read(ref _sleeping) != 0 && Interlocked.Exchange(ref _sleeping, 0) != 0)
+            _device.Wake();
+    }
+
+    private bool HasQueuedWork => !_posted.IsEmpty || !_signaled.IsEmpty || Volatile.Read(ref _handedInCount) > 0;
 
     private void Run()
     {
@@ -376,11 +392,16 @@ internal sealed class EventLoop : IDisposable
         deadline = _stack.Poll(now); // and the application side can have queued more to send
         Transmit();
 
-        if (!wait || read == ReadBatch || !_posted.IsEmpty || !_signaled.IsEmpty || Volatile.Read(ref _handedInCount) > 0)
+        if (!wait || read == ReadBatch || HasQueuedWork)
             return;
         long waitMicros = Math.Clamp(deadline == long.MaxValue ? MaxWaitMicros : deadline - NowMicros, 0, MaxWaitMicros);
         if (waitMicros > 0)
-            _device.WaitReadable(TimeSpan.FromMicroseconds(waitMicros));
+        {
+            Interlocked.Exchange(ref _sleeping, 1); // a full barrier: then one last look at the queues
+            if (!HasQueuedWork && !_stopping)
+                _device.WaitReadable(TimeSpan.FromMicroseconds(waitMicros));
+            Volatile.Write(ref _sleeping, 0);
+        }
     }
 
     /// <summary>
@@ -401,8 +422,7 @@ internal sealed class EventLoop : IDisposable
         packet.CopyTo(copy);
         _handedIn.Enqueue(new HandedPacket(copy, packet.Length, info));
         from._stack.Counters.PacketsHandedOff++;
-        if (waiting == 1)
-            _device.Wake(); // the first since the queue was drained: later ones find the loop awake or due to drain
+        WakeIfSleeping();
     }
 
     /// <summary>Loop thread: the packets other shards read for this one's connections, in the order they came.</summary>
