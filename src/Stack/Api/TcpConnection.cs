@@ -15,6 +15,21 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
 {
     private const int MaxChunk = 64 * 1024;
 
+    /// <summary>
+    /// Bytes a pipe holds before its writer waits: the application's output on top of the TCB's send buffer, received
+    /// bytes on top of the receive buffer. The TCB's buffers are the windows; the pipes only stage bytes between two
+    /// threads, so they need not be large, and every busy connection holds up to this much in each.
+    /// </summary>
+    private const int PauseThreshold = 128 * 1024, ResumeThreshold = 64 * 1024;
+
+    // Immutable and shared by every connection, rather than two more objects each.
+    private static readonly PipeOptions InboundOptions = new(
+        readerScheduler: PipeScheduler.ThreadPool, writerScheduler: PipeScheduler.Inline,
+        pauseWriterThreshold: PauseThreshold, resumeWriterThreshold: ResumeThreshold, useSynchronizationContext: false);
+    private static readonly PipeOptions OutboundOptions = new(
+        readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.ThreadPool,
+        pauseWriterThreshold: PauseThreshold, resumeWriterThreshold: ResumeThreshold, useSynchronizationContext: false);
+
     private readonly EventLoop _loop;
     private readonly Pipe _inbound;   // loop writes, application reads
     private readonly Pipe _outbound;  // application writes, loop reads
@@ -23,7 +38,8 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     private long _delivered;          // bytes written into the input pipe (loop thread)
     private bool _disposed;           // the application disposed the connection (loop thread)
     private bool _released;
-    private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource? _finished;  // made when someone asks for Finished
+    private int _isFinished;
 
     // Loop-thread state.
     private bool _inboundPaused;
@@ -38,12 +54,8 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     {
         _loop = loop;
         Tcb = tcb;
-        _inbound = new Pipe(new PipeOptions(
-            readerScheduler: PipeScheduler.ThreadPool, writerScheduler: PipeScheduler.Inline,
-            pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false));
-        _outbound = new Pipe(new PipeOptions(
-            readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.ThreadPool,
-            pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false));
+        _inbound = new Pipe(InboundOptions);
+        _outbound = new Pipe(OutboundOptions);
         _input = new ConsumptionTrackingReader(_inbound.Reader);
         _signal = () => _loop.Signal(this);
         var t = tcb.Tuple;
@@ -64,7 +76,16 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     /// <summary>
     /// Completes when the connection is over for this host: closed, or in TIME-WAIT (which needs no application).
     /// </summary>
-    public Task Finished => _finished.Task;
+    public Task Finished
+    {
+        get
+        {
+            var finished = LazyInitializer.EnsureInitialized(ref _finished,
+                static () => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+            if (Volatile.Read(ref _isFinished) != 0) finished.TrySetResult();
+            return finished.Task;
+        }
+    }
 
     /// <summary>Turns Nagle's algorithm off (true) or on for this connection (RFC 9293 §3.7.4).</summary>
     public bool NoDelay
@@ -114,8 +135,8 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     /// <summary>Loop thread: completes <see cref="Finished"/> once the TCB is closed or in TIME-WAIT.</summary>
     internal void CheckFinished()
     {
-        if (Tcb.State is TcpState.Closed or TcpState.TimeWait)
-            _finished.TrySetResult();
+        if (Tcb.State is TcpState.Closed or TcpState.TimeWait && Interlocked.Exchange(ref _isFinished, 1) == 0)
+            Volatile.Read(ref _finished)?.TrySetResult();
     }
 
     /// <summary>
@@ -210,7 +231,16 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
                 return;
             }
             if (Tcb.SendSpace == 0)
-                return; // resumed by a Writable event
+            {
+                // Resumed by a Writable event. But an application that completed its output with an error wants the
+                // reset now, not once the peer has taken what is queued: a peer that stopped reading never would.
+                if (OutputFailed(reader))
+                {
+                    FinishOutbound(null);
+                    Tcb.Abort();
+                }
+                return;
+            }
 
             ReadResult result;
             try
@@ -267,6 +297,29 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
             _readPending = false;
             try { _pendingRead.GetAwaiter().GetResult(); } catch (Exception) { }
             reader.Complete(_outboundError);
+        }
+    }
+
+    /// <summary>Loop thread, send buffer full: whether the application completed its output with an error. Takes nothing.</summary>
+    private bool OutputFailed(PipeReader reader)
+    {
+        try
+        {
+            if (_readPending)
+            {
+                if (!_pendingRead.IsCompleted) return false;
+                _readPending = false;
+                reader.AdvanceTo(_pendingRead.GetAwaiter().GetResult().Buffer.Start);
+            }
+            else if (reader.TryRead(out var result))
+            {
+                reader.AdvanceTo(result.Buffer.Start);
+            }
+            return false;
+        }
+        catch (Exception)
+        {
+            return true; // the writer's exception, thrown by the read
         }
     }
 

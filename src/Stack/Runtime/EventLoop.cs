@@ -31,6 +31,7 @@ public sealed class EventLoop : IDisposable
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Thread? _thread;
     private volatile bool _stopping;
+    private long _writeErrors;
     private int _loopThreadId = -1;
 
     public EventLoop(NetStack stack, IPacketDevice device, TimeProvider? time = null)
@@ -108,12 +109,18 @@ public sealed class EventLoop : IDisposable
         _thread.Start();
     }
 
-    /// <summary>Stops the loop and waits for its thread to finish.</summary>
+    /// <summary>
+    /// Stops the loop and waits for its thread to finish. Connections still open are reset on the way out (RST to each
+    /// peer, RFC 9293 §3.10.5 ABORT) and their applications see the reset: once the loop is gone nobody could finish a
+    /// graceful close, so no peer is left retransmitting into silence and no application waits on a dead loop.
+    /// </summary>
     public void Stop()
     {
         _stopping = true;
         _device.Wake();
-        if (_thread is not null && Environment.CurrentManagedThreadId != _loopThreadId)
+        if (_thread is null)
+            ResetConnections(); // driven by hand (tests): the caller's thread is the loop's
+        else if (Environment.CurrentManagedThreadId != _loopThreadId)
             _thread.Join();
     }
 
@@ -151,27 +158,104 @@ public sealed class EventLoop : IDisposable
         {
             while (!_stopping)
                 RunOnce(wait: true);
-            foreach (var listener in _listeners.Values) listener.Complete();
+            ResetConnections();
             _completion.TrySetResult();
         }
         catch (Exception e)
         {
+            // Only the device can end the loop this way (it was removed, or a read or poll failed): everything the
+            // stack and the applications do is contained in RunOnce.
+            foreach (var listener in _listeners.Values) listener.Complete();
             _completion.TrySetException(e);
         }
     }
+
+    /// <summary>
+    /// Loop thread, on the way out: resets every connection (RFC 9293 §3.10.5: RST in the synchronized states, the TCB
+    /// deleted in any state), lets the applications see it, sends the RSTs and closes the listeners.
+    /// </summary>
+    private void ResetConnections()
+    {
+        long now = NowMicros;
+        foreach (var tcb in _stack.Connections.ToArray())
+        {
+            try
+            {
+                if (tcb.State is TcpState.SynReceived or TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2
+                    or TcpState.CloseWait)
+                    ConnectionsResetAtStop++;
+                tcb.Abort();
+            }
+            catch (Exception e)
+            {
+                Contain(e, null);
+            }
+        }
+        DispatchEvents();
+        _stack.Poll(now);
+        Transmit();
+        foreach (var listener in _listeners.Values) listener.Complete();
+    }
+
+    /// <summary>
+    /// An exception from application-side code on the loop thread (a posted action, a pipe, a connection's pump): it is
+    /// counted as an internal error, the connection it concerns is reset, and the loop carries on.
+    /// </summary>
+    private void Contain(Exception e, TcpConnection? connection)
+    {
+        _stack.Counters.InternalErrors++;
+        _stack.Counters.LastInternalError = e;
+        if (connection is null) return;
+        try
+        {
+            if (connection.Tcb.State != TcpState.Closed) connection.Tcb.Abort();
+            connection.OnLoopSignal();
+        }
+        catch (Exception)
+        {
+            // The connection's own pumps failed again: forget it rather than fail again on every turn.
+        }
+        if (connection.Tcb.State == TcpState.Closed)
+            _connections.Remove(connection.Tcb);
+    }
+
+    /// <summary>Connections <see cref="Stop"/> sent a reset for (read it after Stop returned).</summary>
+    public int ConnectionsResetAtStop { get; private set; }
+
+    /// <summary>Packets the device refused with an error (the packet is lost, as on a link); see <see cref="LastWriteError"/>.</summary>
+    public long WriteErrors => Interlocked.Read(ref _writeErrors);
+
+    /// <summary>The latest error the device's <see cref="IPacketDevice.Write(ReadOnlySpan{byte})"/> threw, or null.</summary>
+    public Exception? LastWriteError { get; private set; }
 
     /// <summary>One iteration of the loop. Public for tests that drive the loop on their own thread.</summary>
     public void RunOnce(bool wait)
     {
         long now = NowMicros;
         while (_posted.TryDequeue(out var action))
-            action();
+        {
+            try
+            {
+                action();
+            }
+            catch (Exception e)
+            {
+                Contain(e, null);
+            }
+        }
         while (_signaled.TryDequeue(out var connection))
         {
-            connection.OnLoopSignal();
-            connection.CheckFinished();
-            if (connection.IsFinished)
-                _connections.Remove(connection.Tcb);
+            try
+            {
+                connection.OnLoopSignal();
+                connection.CheckFinished();
+                if (connection.IsFinished)
+                    _connections.Remove(connection.Tcb);
+            }
+            catch (Exception e)
+            {
+                Contain(e, connection);
+            }
         }
 
         int read = 0;
@@ -203,6 +287,13 @@ public sealed class EventLoop : IDisposable
             try
             {
                 _device.Write(packet.Span, packet.Info);
+            }
+            catch (Exception e)
+            {
+                // One packet the device would not take is a lost packet; TCP repairs it. A device that is gone for
+                // good fails its next read, which ends the loop.
+                Interlocked.Increment(ref _writeErrors);
+                LastWriteError = e;
             }
             finally
             {
@@ -245,11 +336,18 @@ public sealed class EventLoop : IDisposable
             }
             if (!_connections.TryGetValue(tcb, out var connection))
                 continue;
-            connection.PumpInbound();
-            connection.PumpOutbound();
-            connection.CheckFinished();
-            if (connection.IsFinished)
-                _connections.Remove(tcb);
+            try
+            {
+                connection.PumpInbound();
+                connection.PumpOutbound();
+                connection.CheckFinished();
+                if (connection.IsFinished)
+                    _connections.Remove(tcb);
+            }
+            catch (Exception e)
+            {
+                Contain(e, connection);
+            }
         }
     }
 
