@@ -8,6 +8,7 @@ namespace TunStack.Host;
 /// <param name="PcapLimitMegabytes">Size limit of the capture file in MB (10^6 bytes).</param>
 /// <param name="Impairment">Fault injection between the TUN device and the engine (<c>--impair</c>), or null.</param>
 /// <param name="Offload">Checksum and TCP segmentation offload with the TUN device (<c>--offload on|off</c>).</param>
+/// <param name="IdleTimeoutMilliseconds">How long the services let a connection wait for its peer; 0: for ever.</param>
 public sealed record HostOptions(
     string TunName,
     IReadOnlyList<string> Addresses,
@@ -18,7 +19,8 @@ public sealed record HostOptions(
     string? PcapFile = null,
     int PcapLimitMegabytes = 100,
     TunStack.Runtime.ImpairmentOptions? Impairment = null,
-    bool Offload = true);
+    bool Offload = true,
+    int IdleTimeoutMilliseconds = 120_000);
 
 /// <summary>Checks what the command line chose before anything is opened.</summary>
 public static class HostOptionsCheck
@@ -40,6 +42,8 @@ public static class HostOptionsCheck
             if (ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && options.Mtu < 1280)
                 return $"--address {text}: IPv6 needs --mtu 1280 or more (RFC 8200 §5), got {options.Mtu}; give only IPv4 addresses for a smaller MTU";
         }
+        if (options.IdleTimeoutMilliseconds < 0)
+            return "--idle-timeout must be 0 (never) or more milliseconds";
         if (options.PcapFile is not null && options.PcapLimitMegabytes < 1)
             return "--pcap-limit must be at least 1 (MB)";
         return null;

@@ -47,17 +47,28 @@ public sealed class StackHost
         }, _options.Trace ? new TextTracer(_console) : null);
 
         using var loop = new EventLoop(stack, device);
+        var idle = _options.IdleTimeoutMilliseconds == 0
+            ? Timeout.InfiniteTimeSpan
+            : TimeSpan.FromMilliseconds(_options.IdleTimeoutMilliseconds);
         var services = new IConnectionService[]
         {
-            new HttpService(() => loop.InvokeAsync(() => StatsJson.Render(stack, impaired)).WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult()),
-            new EchoService(),
-            new DiscardService(),
+            new HttpService(() => loop.InvokeAsync(() => StatsJson.Render(stack, impaired, loop)).WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult())
+            {
+                IdleTimeout = idle,
+            },
+            new EchoService { IdleTimeout = idle },
+            new DiscardService { IdleTimeout = idle },
         };
+        // The services stop after the loop, not with the signal: a service that saw the signal first would close its
+        // connection gracefully (a FIN) before the loop resets it, and the peer would take a cut-off answer for a whole one.
+        using var servicesStop = new CancellationTokenSource();
         var acceptLoops = new List<Task>();
         foreach (var service in services)
-            acceptLoops.Add(AcceptLoopAsync(service, loop.Listen(service.Port), cancellationToken));
+            acceptLoops.Add(AcceptLoopAsync(service, loop.Listen(service.Port), servicesStop.Token));
 
         loop.Start();
+        // After a burst, once the stack is quiet, resident memory goes back to what is alive (see the class).
+        using var trimmer = new QuietTimeTrimmer(() => stack.Counters.PacketsReceived + stack.Counters.PacketsSent);
         if (capture is not null)
             _console.WriteLine($"tunstack: capturing every packet to {_options.PcapFile} (pcap, raw IP; limit {_options.PcapLimitMegabytes} MB)");
         _console.WriteLine($"tunstack ready on {device.Name} {string.Join(", ", addresses)} mtu {_options.Mtu}: " +
@@ -70,7 +81,10 @@ public sealed class StackHost
             await Task.WhenAny(Task.Delay(Timeout.Infinite, cancellationToken), loop.Completion).ConfigureAwait(false);
         }
         catch (OperationCanceledException) { }
+        // Resets every connection still open (see EventLoop.Stop): without the loop nobody could finish them. The
+        // services see the reset on their pipes; anything else they wait for is cancelled.
         loop.Stop();
+        await servicesStop.CancelAsync().ConfigureAwait(false);
         if (capture is not null)
         {
             // Written out and flushed before we report: SIGINT and SIGTERM end up here too.
@@ -83,7 +97,7 @@ public sealed class StackHost
             _console.WriteLine($"tunstack: event loop failed: {loop.Completion.Exception!.InnerException}");
             return 1;
         }
-        _console.WriteLine("tunstack stopped" +
+        _console.WriteLine($"tunstack stopped; {loop.ConnectionsResetAtStop} connection(s) reset" +
             (impaired is null ? string.Empty : $"; impaired in: {impaired.Inbound}; out: {impaired.Outbound}"));
         return 0;
     }

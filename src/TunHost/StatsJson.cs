@@ -9,17 +9,39 @@ namespace TunStack.Host;
 /// <summary>Renders the connection table and counters as JSON for <c>GET /stats</c>. Runs on the loop thread.</summary>
 public static class StatsJson
 {
+    /// <summary>
+    /// Connections listed one by one at most; <c>connectionCount</c> and <c>connectionStates</c> count them all. Bounds
+    /// what one request costs when tens of thousands are open.
+    /// </summary>
+    public const int MaxListedConnections = 1000;
+
     /// <param name="stack">The stack whose connections and counters are shown.</param>
     /// <param name="impaired">With <c>--impair</c>, the device whose counts are shown under <c>impairment</c>.</param>
-    public static string Render(NetStack stack, ImpairedDevice? impaired = null)
+    /// <param name="loop">The loop that drives the stack, for its own counts.</param>
+    public static string Render(NetStack stack, ImpairedDevice? impaired = null, EventLoop? loop = null)
     {
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
             json.WriteStartObject();
+            json.WriteNumber("connectionCount", stack.Connections.Count);
+            json.WriteNumber("timeWaitCount", stack.TimeWaitCount);
+            json.WriteStartObject("connectionStates");
+            Span<int> states = stackalloc int[Enum.GetValues<TcpState>().Length];
+            foreach (var tcb in stack.Connections)
+                states[(int)tcb.State]++;
+            for (int i = 0; i < states.Length; i++)
+            {
+                if (states[i] != 0)
+                    json.WriteNumber(((TcpState)i).ToString(), states[i]);
+            }
+            json.WriteEndObject();
             json.WriteStartArray("connections");
+            int listed = 0;
             foreach (var tcb in stack.Connections)
             {
+                if (listed++ == MaxListedConnections)
+                    break;
                 var t = tcb.Tuple;
                 json.WriteStartObject();
                 json.WriteString("local", Endpoint(t.LocalAddress, t.LocalPort));
@@ -80,12 +102,20 @@ public static class StatsJson
             json.WriteNumber("echoRepliesSent", c.EchoRepliesSent);
             json.WriteNumber("timeWaitLimitReached", c.TimeWaitLimitReached);
             json.WriteNumber("packetTooBigReceived", c.PacketTooBigReceived);
+            json.WriteNumber("connectionLimitReached", c.ConnectionLimitReached);
+            json.WriteNumber("memoryLimitReached", c.MemoryLimitReached);
+            json.WriteNumber("challengeAcksSent", c.ChallengeAcksSent);
+            json.WriteNumber("outOfWindowAcksSuppressed", c.OutOfWindowAcksSuppressed);
+            json.WriteNumber("resetsOnUnreadData", c.ResetsOnUnreadData);
+            json.WriteNumber("pawsRejected", c.PawsRejected);
             json.WriteEndObject();
 
             json.WriteStartObject("drops");
             foreach (var (reason, count) in c.Drops())
                 json.WriteNumber(reason.ToString(), count);
             json.WriteEndObject();
+
+            WriteMemory(json, stack, loop);
 
             if (impaired is not null)
             {
@@ -98,6 +128,36 @@ public static class StatsJson
             json.WriteEndObject();
         }
         return Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    /// <summary>
+    /// Where the host's memory is: resident set (VmRSS, and its peak VmHWM, from /proc/self/status), the managed heap
+    /// as of the last collection, and the connections' pooled buffers.
+    /// </summary>
+    private static void WriteMemory(Utf8JsonWriter json, NetStack stack, EventLoop? loop)
+    {
+        var gc = GC.GetGCMemoryInfo();
+        json.WriteStartObject("memory");
+        if (ProcessMemory.TryRead(out long resident, out long peak))
+        {
+            json.WriteNumber("residentBytes", resident);
+            json.WriteNumber("peakResidentBytes", peak);
+        }
+        json.WriteNumber("managedHeapBytes", gc.HeapSizeBytes);
+        json.WriteNumber("managedCommittedBytes", gc.TotalCommittedBytes);
+        json.WriteNumber("managedFragmentedBytes", gc.FragmentedBytes);
+        json.WriteNumber("managedAllocatedBytes", GC.GetTotalAllocatedBytes());
+        json.WriteNumber("gen0Collections", GC.CollectionCount(0));
+        json.WriteNumber("gen1Collections", GC.CollectionCount(1));
+        json.WriteNumber("gen2Collections", GC.CollectionCount(2));
+        json.WriteNumber("bufferBytes", stack.Buffers.InUse);
+        json.WriteNumber("bufferPeakBytes", stack.Buffers.Peak);
+        if (loop is not null)
+        {
+            json.WriteNumber("applicationConnections", loop.ApplicationConnectionCount);
+            json.WriteNumber("deviceWriteErrors", loop.WriteErrors);
+        }
+        json.WriteEndObject();
     }
 
     /// <summary>address:port, with the IPv6 address in brackets (RFC 3986 §3.2.2).</summary>

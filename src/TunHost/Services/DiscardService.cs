@@ -5,15 +5,24 @@ namespace TunStack.Host.Services;
 
 /// <summary>
 /// Discard protocol (RFC 863): everything received is thrown away; nothing is ever sent.
-/// Our side closes once the peer has closed its side.
+/// Our side closes once the peer has closed its side, or when it sent nothing for <see cref="IdleTimeout"/>.
 /// </summary>
 public sealed class DiscardService : IConnectionService
 {
     private long _bytesDiscarded;
+    private IdleMonitor? _idle;
 
     public string Name => "discard";
 
     public ushort Port { get; init; } = 9;
+
+    /// <summary>How long a connection may wait for its peer (<see cref="IdleMonitor"/>); infinite: forever.</summary>
+    public TimeSpan IdleTimeout { get; init; } = IdleMonitor.DefaultTimeout;
+
+    /// <summary>The clock of the idle timeout.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    internal IdleMonitor Idle => LazyInitializer.EnsureInitialized(ref _idle, () => new IdleMonitor(IdleTimeout, TimeProvider));
 
     /// <summary>Total bytes received and dropped, over all connections.</summary>
     public long BytesDiscarded => Interlocked.Read(ref _bytesDiscarded);
@@ -23,11 +32,14 @@ public sealed class DiscardService : IConnectionService
         ArgumentNullException.ThrowIfNull(transport);
         PipeReader input = transport.Input;
         PipeWriter output = transport.Output;
+        using IdleWatch idle = Idle.Watch(input, output, cancellationToken);
         try
         {
             while (true)
             {
-                ReadResult result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+                idle.BeginWait();
+                ReadResult result = await input.ReadAsync().ConfigureAwait(false);
+                idle.EndWait();
                 long length = result.Buffer.Length;
                 input.AdvanceTo(result.Buffer.End);
                 if (length > 0)

@@ -6,15 +6,25 @@ namespace TunStack.Host.Services;
 
 /// <summary>
 /// Echo protocol (RFC 862): every byte received is sent back. When the peer half-closes, the
-/// remaining data is echoed and then our side closes too.
+/// remaining data is echoed and then our side closes too. A connection that sends nothing for
+/// <see cref="IdleTimeout"/> is closed (FIN); one that stops reading its echo for that long is reset.
 /// </summary>
 public sealed class EchoService : IConnectionService
 {
     private long _bytesEchoed;
+    private IdleMonitor? _idle;
 
     public string Name => "echo";
 
     public ushort Port { get; init; } = 7;
+
+    /// <summary>How long a connection may wait for its peer (<see cref="IdleMonitor"/>); infinite: forever.</summary>
+    public TimeSpan IdleTimeout { get; init; } = IdleMonitor.DefaultTimeout;
+
+    /// <summary>The clock of the idle timeout.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    internal IdleMonitor Idle => LazyInitializer.EnsureInitialized(ref _idle, () => new IdleMonitor(IdleTimeout, TimeProvider));
 
     /// <summary>Total bytes written back, over all connections.</summary>
     public long BytesEchoed => Interlocked.Read(ref _bytesEchoed);
@@ -24,11 +34,19 @@ public sealed class EchoService : IConnectionService
         ArgumentNullException.ThrowIfNull(transport);
         PipeReader input = transport.Input;
         PipeWriter output = transport.Output;
+        IdleWatch idle = Idle.Watch(input, output, cancellationToken);
         try
         {
             while (true)
             {
-                ReadResult result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+                idle.BeginWait();
+                ReadResult result = await input.ReadAsync().ConfigureAwait(false);
+                idle.EndWait();
+                if (result.IsCanceled && idle.Expired)
+                {
+                    break; // nothing for IdleTimeout: our FIN
+                }
+
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 long length = buffer.Length;
                 foreach (ReadOnlyMemory<byte> segment in buffer)
@@ -41,7 +59,9 @@ public sealed class EchoService : IConnectionService
                 {
                     Interlocked.Add(ref _bytesEchoed, length);
                     // Not reading while the flush waits is what pushes back on the sender.
-                    FlushResult flush = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    idle.BeginWait(flush: true);
+                    FlushResult flush = await output.FlushAsync().ConfigureAwait(false);
+                    idle.EndWait();
                     if (flush.IsCompleted || flush.IsCanceled)
                     {
                         break;
@@ -60,7 +80,8 @@ public sealed class EchoService : IConnectionService
         }
         finally
         {
-            await PipeCompletion.CompleteQuietlyAsync(output).ConfigureAwait(false);
+            idle.Dispose();
+            await PipeCompletion.CompleteQuietlyAsync(output, idle.ExpiredInFlush ? IdleMonitor.StalledError() : null).ConfigureAwait(false);
             await PipeCompletion.CompleteQuietlyAsync(input).ConfigureAwait(false);
         }
     }
