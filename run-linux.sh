@@ -23,13 +23,14 @@ Usage:
       Build (Release), create network namespace "tunstack" with tun0 = 198.18.0.1/24 and 2001:2::1/64, and
       run tunstack on tun0 as 198.18.0.2 and 2001:2::2 in the foreground. Ctrl-C stops it and removes tun0
       and the namespace. Then, from another terminal:  sudo ip netns exec tunstack curl http://198.18.0.2/
-      Options go to tunstack, e.g. --trace, --mtu 9000, --pcap /tmp/tunstack.pcap (see --help).
+      Options go to tunstack, e.g. --trace, --explain, --mtu 9000, --pcap /tmp/tunstack.pcap (see --help).
 
   sudo ./run-linux.sh fetch [tunstack fetch options...] [URL]
       The client side: create namespace "tunstack" with tun0, start a kernel HTTP server there
       (python3 -m http.server on 198.18.0.1:8000 serving hello.txt and a 10 MiB file.bin), and run
       "tunstack fetch" through the stack's own active open (SYN-SENT). Without arguments it fetches
-      hello.txt with --trace. Everything it started is removed when it exits.
+      hello.txt with --trace; without a URL (e.g. fetch --trace --explain) it fetches hello.txt.
+      Everything it started is removed when it exits.
 
   ./run-linux.sh test
       Build TunStack.sln (Release) and run every test project. As root it first installs missing Debian
@@ -202,7 +203,11 @@ cmd_fetch() {
         ip netns exec "$NS" curl -s -o /dev/null -m 1 "http://${PEER_CIDR%/*}:8000/" && break
         sleep 0.1
     done
-    (($# > 0)) || set -- --trace "http://${PEER_CIDR%/*}:8000/hello.txt"
+    (($# > 0)) || set -- --trace
+    # No URL among the arguments (e.g. "fetch --trace --explain"): fetch hello.txt.
+    local arg has_url=0
+    for arg in "$@"; do if [[ $arg == http://* ]]; then has_url=1; fi; done
+    ((has_url)) || set -- "$@" "http://${PEER_CIDR%/*}:8000/hello.txt"
     say "Kernel HTTP server on ${PEER_CIDR%/*}:8000 in namespace $NS (hello.txt, file.bin: 10 MiB, sha256 $(sha256sum "$www/file.bin" | cut -c1-16)...)."
     say "Running: tunstack fetch $*"
     local status=0

@@ -8,7 +8,7 @@ namespace TunStack.Fuzz;
 /// options and payload length (sequence numbers made relative), the server's data becomes the application's
 /// writes and the server's first FIN its close.
 /// </summary>
-public static class CaptureSeeds
+internal static class CaptureSeeds
 {
     public static byte[] ToEngineInput(IReadOnlyList<PcapReader.CapturedPacket> packets, IpAddress server, EngineConfig config)
     {

@@ -20,7 +20,7 @@ namespace TunStack.Fuzz;
 /// future. Payload bytes are a function of their absolute sequence number, so any mix-up of data is visible.
 /// </para>
 /// </summary>
-public sealed class EngineHarness
+internal sealed class EngineHarness
 {
     public const ushort ListenPort = 80;
     public const ushort ClosedPort = 81;

@@ -22,7 +22,7 @@ namespace TunStack.Fuzz;
 /// Acknowledgment modes: 0 = SND.NXT + offset, 1 = SND.UNA + offset, 2 = SND.MAX + offset·1024, 3 = absolute.
 /// Offsets are signed 16-bit. A time step code c advances c·100 µs below 128, else (c − 127)²·20 ms (up to 5.5 min).
 /// </summary>
-public static class EngineInput
+internal static class EngineInput
 {
     public const int OpMask = 0x07;
 
@@ -155,7 +155,7 @@ public static class EngineInput
 }
 
 /// <summary>The stack configuration an <see cref="EngineHarness"/> input starts with (its first two bytes).</summary>
-public readonly record struct EngineConfig(
+internal readonly record struct EngineConfig(
     int ReceiveBufferSize, int SendBufferSize, bool Trace, bool ApplicationReads, int Mtu,
     int MaxTimeWait, int Backlog, long MslMicros, bool ApplicationWaitsForEstablished)
 {

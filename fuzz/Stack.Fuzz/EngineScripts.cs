@@ -7,7 +7,7 @@ namespace TunStack.Fuzz;
 /// request does not: our active close and TIME-WAIT, a zero window and its probes, retransmission timeouts, a
 /// reset, several connections against a small backlog, challenge ACKs. They seed the fuzzer and the replay tests.
 /// </summary>
-public static class EngineScripts
+internal static class EngineScripts
 {
     private const TcpFlags Ack = TcpFlags.Ack;
     private const TcpFlags PshAck = TcpFlags.Psh | TcpFlags.Ack;

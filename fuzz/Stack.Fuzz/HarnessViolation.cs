@@ -4,7 +4,7 @@ namespace TunStack.Fuzz;
 /// Thrown by a harness when the stack broke a rule it checks (an internal error was counted, an invariant failed,
 /// the stack sent a malformed packet). Under AFL an exception that escapes the harness is a crash.
 /// </summary>
-public sealed class HarnessViolation : Exception
+internal sealed class HarnessViolation : Exception
 {
     public HarnessViolation(string message, Exception? inner = null) : base(message, inner) { }
 

@@ -6,7 +6,7 @@ namespace TunStack.Fuzz;
 /// Reads the IPv4 packets of a classic pcap file (the tcpdump -w format) with their timestamps. Understands the
 /// link types tcpdump writes for a TUN device (raw IP), an Ethernet or veth device, and "any" (Linux cooked v1/v2).
 /// </summary>
-public static class PcapReader
+internal static class PcapReader
 {
     private const uint MagicMicros = 0xA1B2C3D4;
     private const uint MagicNanos = 0xA1B23C4D;

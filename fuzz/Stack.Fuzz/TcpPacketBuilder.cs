@@ -10,7 +10,7 @@ namespace TunStack.Fuzz;
 /// reaches the state machine. Malformed packets are made by building a valid one and then changing bytes (see
 /// <see cref="RecomputeIpChecksum"/> and <see cref="RecomputeTcpChecksum"/> to keep the checksums valid).
 /// </summary>
-public sealed class TcpPacketBuilder
+internal sealed class TcpPacketBuilder
 {
     public const int IpHeaderLength = 20;
     public const int TcpHeaderLength = 20;

@@ -11,7 +11,7 @@ namespace TunStack.Fuzz;
 /// its lengths within the input, accessors stay in bounds, the checksum agrees with a plain RFC 1071 sum, options
 /// survive a write/parse round trip, an echo reply is a valid packet. Throws on any broken promise.
 /// </summary>
-public static class WireHarness
+internal static class WireHarness
 {
     private static readonly IpAddress Us = IpAddress.Parse("198.18.0.2");
     private static readonly IpAddress Peer = IpAddress.Parse("198.18.0.1");

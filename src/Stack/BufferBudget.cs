@@ -5,7 +5,7 @@ namespace TunStack;
 /// take memory on their first write and give it back when empty, so this follows the busy connections only.
 /// </summary>
 /// <remarks>Thread-safe, so that the shards of a sharded stack (<see cref="Sharding.StackShards"/>) can share one.</remarks>
-public sealed class BufferBudget
+internal sealed class BufferBudget
 {
     private long _inUse;
     private long _peak;

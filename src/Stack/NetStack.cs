@@ -13,7 +13,7 @@ namespace TunStack;
 /// application should know come out of <see cref="TryTakeEvents"/>. No threads, sockets or clocks inside, so
 /// every behaviour can be driven deterministically by a test. Not thread-safe: one owner calls it.
 /// </summary>
-public sealed class NetStack
+internal sealed class NetStack
 {
     private readonly Queue<Tcb> _events = new();
     private readonly IpAddress[] _addresses;
@@ -43,7 +43,7 @@ public sealed class NetStack
             throw new ArgumentException($"An IPv6 address needs an MTU of at least {Ipv6Packet.MinimumMtu} (RFC 8200 §5); got {options.Mtu}.", nameof(options));
         Options = options;
         Tracer = tracer;
-        Transmit = new TransmitQueue(Math.Max(options.Mtu, 576));
+        Transmit = new TransmitQueue(Math.Max(options.Mtu, 576), Counters);
         byte[] secret = options.IsnSecret ?? RandomNumberGenerator.GetBytes(16);
         Tcp = new TcpLayer(this, new IsnGenerator(secret), new Tcp.Listen.SynCookies(secret));
     }
@@ -51,6 +51,8 @@ public sealed class NetStack
     public NetStackOptions Options { get; }
     public StackCounters Counters { get; } = new();
     public IStackTracer? Tracer { get; set; }
+    /// <summary>Receives measurements such as RTT samples, for metrics (<see cref="StackMetrics"/>); null: none.</summary>
+    public IStackObserver? Observer { get; set; }
     public TransmitQueue Transmit { get; }
 
     /// <summary>The time of the latest <see cref="Receive"/> or <see cref="Poll"/> call, in microseconds.</summary>
@@ -90,6 +92,19 @@ public sealed class NetStack
         return false;
     }
 
+    /// <summary>
+    /// Whether a connection may be opened to <paramref name="remote"/>: not unspecified, multicast, a broadcast (limited
+    /// or our subnet's), loopback, "this network" or the reserved 240/4, and not one of our own addresses.
+    /// </summary>
+    private bool IsUnicastPeer(IpAddress remote)
+    {
+        if (IsLocalAddress(remote))
+            return false;
+        if (!remote.IsV4)
+            return !remote.IsV6Unspecified && !remote.IsV6Multicast && !remote.IsV6Loopback;
+        return SourceAddress.IsValidUnicast(remote, default) && !IsSubnetBroadcast(remote);
+    }
+
     /// <summary>Live connections (every state but CLOSED), for diagnostics.</summary>
     public IReadOnlyCollection<Tcb> Connections => Tcp.Connections;
 
@@ -113,6 +128,23 @@ public sealed class NetStack
             (accept, halfOpen) = (shards.ShareOf(accept), shards.ShareOf(halfOpen));
         return Tcp.Listen(port, accept, halfOpen);
     }
+
+    /// <summary>
+    /// Forwarding mode: a passive OPEN for TCP to every unicast destination that is not one of ours and that
+    /// <paramref name="accept"/> lets through (the connection's local end is the original destination), as tun2socks
+    /// does. Our own addresses keep their port listeners. <paramref name="accept"/> runs inside <see cref="Receive"/>
+    /// for each segment without a connection, so it must be quick; an exception refuses the connection.
+    /// </summary>
+    public ListenEndpoint ListenAny(Func<FourTuple, bool> accept, int? backlog = null, int? halfOpenLimit = null) =>
+        Tcp.ListenAny(accept, backlog ?? Options.Backlog, halfOpenLimit ?? Options.HalfOpenLimit);
+
+    /// <summary>Closes a listener: new SYNs for it are answered with RST; its connections go on.</summary>
+    public void StopListening(ListenEndpoint listener) => Tcp.StopListening(listener);
+
+    /// <summary>Whether a packet to <paramref name="destination"/>, not one of ours, goes to TCP: only in forwarding mode, only unicast.</summary>
+    private bool ForwardsTo(IpAddress destination, byte protocol) =>
+        protocol == IpProtocol.Tcp && Tcp.ForwardsNonLocal
+        && (destination.IsV4 ? destination.V4Value >> 28 < 0xE && destination.V4Value >> 24 != 0 : !destination.IsV6Unspecified);
 
     /// <summary>The application accepted <paramref name="connection"/>: it leaves its listener's accept queue.</summary>
     public void Accepted(Tcb connection) => Tcp.Accepted(connection);
@@ -143,6 +175,9 @@ public sealed class NetStack
     /// </summary>
     public Tcb Connect(IpAddress remote, ushort port, ushort localPort = 0, long? nowMicros = null)
     {
+        // MUST-46 (§3.9.1.1): an OPEN to an address that is not one host (broadcast, multicast, unspecified) is an error.
+        if (!IsUnicastPeer(remote))
+            throw new ArgumentException($"{remote} is not a unicast address: a connection needs exactly one peer (RFC 9293 MUST-46).", nameof(remote));
         if (nowMicros > Now) Now = nowMicros.Value; // the ISN clock and the connect deadline count from now
         foreach (var local in Options.Addresses)
         {
@@ -168,6 +203,7 @@ public sealed class NetStack
         Counters.PacketsReceived++;
         ArrivalInfo = info;
         if (info.Segmentation != SegmentationKind.None) Counters.SuperPacketsReceived++;
+        Counters.BytesReceived += packet.Length;
         InSegmentArrival = true;
         DropReason reason;
         try
@@ -207,7 +243,7 @@ public sealed class NetStack
             return DropReason.BadIpVersion;
         if (!Ipv4Packet.TryParse(packet, out var ip, out var reason))
             return reason;
-        if (!IsLocalAddress(ip.Destination))
+        if (!IsLocalAddress(ip.Destination) && !ForwardsTo(ip.Destination, ip.Protocol))
             return DropReason.NotForUs;
         if (ip.IsFragment)
             return DropReason.IpFragment; // reassembly is not supported; peers use PMTUD/DF
@@ -225,7 +261,7 @@ public sealed class NetStack
     private DropReason ReceiveIcmp(in Ipv4Packet ip)
     {
         if (IcmpV4Packet.TryParse(ip.Payload, out var icmp, out _)
-            && icmp.Type is IcmpV4Packet.TypeDestinationUnreachable or IcmpV4Packet.TypeTimeExceeded)
+            && icmp.Type is IcmpV4Packet.TypeDestinationUnreachable or IcmpV4Packet.TypeTimeExceeded or IcmpV4Packet.TypeParameterProblem)
         {
             // An error about a segment we sent (RFC 1122 §4.2.3.9, RFC 5927, RFC 1191).
             if (!icmp.TryGetQuotedTcp(out var source, out var destination, out ushort sourcePort, out ushort destinationPort, out uint seq))
@@ -253,7 +289,7 @@ public sealed class NetStack
             return DropReason.MulticastDestination;
         // IPv4-mapped addresses (RFC 4291 §2.5.5.2) stand for IPv4 nodes; in an IPv6 header one would compare equal
         // to our IPv4 address (IpAddress holds IPv4 in that form), but it is not ours over IPv6.
-        if (destination.IsV4 || !IsLocalAddress(destination))
+        if (destination.IsV4 || !IsLocalAddress(destination) && !ForwardsTo(destination, ip.Protocol))
             return DropReason.NotForUs;
         IpAddress source = ip.Source;
         if (source.IsV6Unspecified || source.IsV6Loopback || source.IsV6Multicast || source.IsV4 || IsLocalAddress(source))
@@ -294,8 +330,36 @@ public sealed class NetStack
             // RFC 8201 §4: the connection lowers its segment size (never below what 1280 allows).
             return Tcp.PacketTooBigArrives(message.Connection, message.ReportedMtu, message.SequenceNumber);
         }
+        if (icmp.Type is IcmpV6Packet.TypeDestinationUnreachable or IcmpV6Packet.TypeTimeExceeded or IcmpV6Packet.TypeParameterProblem)
+        {
+            // MUST-54 applies to ICMPv6 as to ICMP (§3.9.2.2): an error about a segment we sent, in ICMP's terms.
+            if (!icmp.TryGetQuotedTcp(out var source, out var destination, out ushort sourcePort, out ushort destinationPort, out uint seq))
+                return DropReason.BadQuotedPacket;
+            if (!IsLocalAddress(source))
+                return DropReason.BadQuotedPacket;
+            var (type, code) = AsIcmpV4Error(icmp.Type, icmp.Code);
+            return Tcp.IcmpErrorArrives(new FourTuple(source, sourcePort, destination, destinationPort), type, code, 0, seq);
+        }
         return DropReason.UnsupportedIcmp;
     }
+
+    /// <summary>
+    /// An ICMPv6 error (RFC 4443 §3) as the ICMP error of the same meaning, which is what the TCP layer acts on: no route
+    /// is net unreachable, address unreachable host unreachable, port unreachable port unreachable (hard while opening,
+    /// RFC 5461 §4), administratively prohibited the same (code 13); time exceeded and parameter problem map directly.
+    /// </summary>
+    private static (byte Type, byte Code) AsIcmpV4Error(byte type, byte code) => type switch
+    {
+        IcmpV6Packet.TypeDestinationUnreachable => (IcmpV4Packet.TypeDestinationUnreachable, code switch
+        {
+            0 => 0,
+            1 => 13,
+            4 => IcmpV4Packet.CodePortUnreachable,
+            _ => 1,
+        }),
+        IcmpV6Packet.TypeTimeExceeded => (IcmpV4Packet.TypeTimeExceeded, code),
+        _ => (IcmpV4Packet.TypeParameterProblem, code),
+    };
 
     /// <summary>
     /// Advances time: fires due timers and lets connections send. Returns the next time (microseconds) at which

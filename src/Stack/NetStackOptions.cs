@@ -4,7 +4,7 @@ using TunStack.Wire;
 namespace TunStack;
 
 /// <summary>Configuration of one <see cref="NetStack"/>. Times are microseconds.</summary>
-public sealed class NetStackOptions
+internal sealed class NetStackOptions
 {
     /// <summary>
     /// The addresses the stack answers for, IPv4 and IPv6 in any mix (default 198.18.0.2 and 2001:2::2). Packets to

@@ -4,6 +4,7 @@ namespace TunStack;
 [Flags]
 public enum DeviceOffloads
 {
+    /// <summary>No offload: plain packets with complete checksums.</summary>
     None = 0,
     /// <summary>The device completes TCP checksums of packets marked <see cref="ChecksumStatus.Partial"/> (TUN_F_CSUM).</summary>
     Checksum = 1,
@@ -30,8 +31,11 @@ public enum ChecksumStatus : byte
 /// <summary>Generic segmentation offload (GSO) of a packet: one super-packet standing for several TCP segments.</summary>
 public enum SegmentationKind : byte
 {
+    /// <summary>Nothing: plain packets.</summary>
     None,
+    /// <summary>A TCP/IPv4 super-packet to be cut into segments of <see cref="PacketInfo.SegmentSize"/>.</summary>
     TcpV4,
+    /// <summary>A TCP/IPv6 super-packet to be cut into segments of <see cref="PacketInfo.SegmentSize"/>.</summary>
     TcpV6,
 }
 
@@ -42,15 +46,19 @@ public enum SegmentationKind : byte
 /// </summary>
 public readonly record struct PacketInfo
 {
+    /// <summary>Whether the packet's transport checksum is complete, left to the device, or already verified.</summary>
     public ChecksumStatus Checksum { get; init; }
+    /// <summary>Whether the packet is a super-packet, and of which kind.</summary>
     public SegmentationKind Segmentation { get; init; }
     /// <summary>For a super-packet: the TCP payload bytes per segment (the MSS less options).</summary>
     public ushort SegmentSize { get; init; }
 
+    /// <summary>A complete packet with its checksum filled in, as a device without offloads carries.</summary>
     public bool IsPlain => Checksum == ChecksumStatus.Complete && Segmentation == SegmentationKind.None;
 
     /// <summary>A checksum the stack need not verify (partial or verified by the device).</summary>
     public bool ChecksumTrusted => Checksum != ChecksumStatus.Complete;
 
+    /// <summary>The metadata of a plain packet.</summary>
     public static PacketInfo Plain => default;
 }

@@ -3,7 +3,7 @@ using System.Buffers;
 namespace TunStack;
 
 /// <summary>One packet the stack wants sent: a pooled buffer and the length used.</summary>
-public readonly struct OutgoingPacket
+internal readonly struct OutgoingPacket
 {
     public readonly byte[] Buffer;
     public readonly int Length;
@@ -24,13 +24,20 @@ public readonly struct OutgoingPacket
 /// Packets produced by the engine, waiting for the runtime to hand them to the device. Buffers come from an
 /// <see cref="ArrayPool{T}"/>; the consumer returns each one with <see cref="Return"/> once written.
 /// </summary>
-public sealed class TransmitQueue
+internal sealed class TransmitQueue
 {
     private readonly Queue<OutgoingPacket> _queue = new(256);
     private readonly ArrayPool<byte> _pool = ArrayPool<byte>.Shared;
     private readonly int _bufferSize;
+    private readonly StackCounters? _counters;
 
-    public TransmitQueue(int bufferSize) => _bufferSize = bufferSize;
+    /// <param name="bufferSize">The size of each pooled buffer: the largest packet.</param>
+    /// <param name="counters">Where the bytes queued are counted (<see cref="StackCounters.BytesSent"/>), or null.</param>
+    public TransmitQueue(int bufferSize, StackCounters? counters = null)
+    {
+        _bufferSize = bufferSize;
+        _counters = counters;
+    }
 
     public int Count => _queue.Count;
 
@@ -42,9 +49,13 @@ public sealed class TransmitQueue
     /// <summary>A buffer for a packet of up to <paramref name="length"/> bytes (a segmentation-offload super-packet).</summary>
     internal byte[] Rent(int length) => _pool.Rent(Math.Max(length, _bufferSize));
 
-    internal void Enqueue(byte[] buffer, int length, in PacketInfo info) => _queue.Enqueue(new OutgoingPacket(buffer, length, info));
+    internal void Enqueue(byte[] buffer, int length, in PacketInfo info)
+    {
+        _queue.Enqueue(new OutgoingPacket(buffer, length, info));
+        if (_counters is not null) _counters.BytesSent += length;
+    }
 
-    internal void Enqueue(byte[] buffer, int length) => _queue.Enqueue(new OutgoingPacket(buffer, length));
+    internal void Enqueue(byte[] buffer, int length) => Enqueue(buffer, length, PacketInfo.Plain);
 
     public bool TryDequeue(out OutgoingPacket packet) => _queue.TryDequeue(out packet);
 

@@ -30,6 +30,10 @@ public static class FetchCommand
         {
             Description = "Print one line per TCP segment to standard error: the SYN-SENT side of the handshake and the close",
         };
+        var explain = new Option<bool>("--explain")
+        {
+            Description = "Narrate the handshake (SYN-SENT side) and the close in plain language, on standard error with --trace",
+        };
         var output = new Option<string?>("--output", "-o")
         {
             HelpName = "file",
@@ -53,19 +57,24 @@ public static class FetchCommand
         var command = new Command("fetch",
             """
             GET a URL through the stack: tunstack opens the TCP connection itself (SYN-SENT) to a server on the kernel side.
-            The body goes to standard output (or --output), messages and --trace to standard error.
+            The body goes to standard output (or --output); messages, --trace and --explain to standard error.
             Exit status: 0 success (2xx), 1 failure (device, reset), 2 usage, 3 connection refused, 4 timed out,
             5 HTTP status not 2xx, 6 malformed response.
 
             Example (kernel side 198.18.0.1 in namespace 'tunstack', tun0 made beforehand):
               sudo ip netns exec tunstack python3 -m http.server -b 198.18.0.1 8000 &
-              sudo ip netns exec tunstack tunstack fetch --trace http://198.18.0.1:8000/
+              sudo ip netns exec tunstack tunstack fetch --trace --explain http://198.18.0.1:8000/
             """)
         {
-            tun, address, mtu, trace, output, timeout, offload, url,
+            tun, address, mtu, trace, explain, output, timeout, offload, url,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
+            if (HostOptionsCheck.TunNameProblem(parse.GetValue(tun)!) is { } tunProblem)
+            {
+                Console.Error.WriteLine($"tunstack fetch: {tunProblem}");
+                return FetchClient.ExitCodes.Usage;
+            }
             int mtuValue = parse.GetValue(mtu);
             if (mtuValue is < 576 or > 65535)
             {
@@ -79,7 +88,8 @@ public static class FetchCommand
                 return FetchClient.ExitCodes.Usage;
             }
             var options = new FetchOptions(parse.GetValue(tun)!, parse.GetValue(address)!, mtuValue, parse.GetValue(trace),
-                parse.GetValue(url)!, parse.GetValue(output), TimeSpan.FromSeconds(seconds), parse.GetValue(offload) == "on");
+                parse.GetValue(url)!, parse.GetValue(output), TimeSpan.FromSeconds(seconds), parse.GetValue(offload) == "on",
+                parse.GetValue(explain));
             var error = TextWriter.Synchronized(new StreamWriter(Console.OpenStandardError()) { AutoFlush = true });
             return await FetchClient.RunAsync(options, error, cancellationToken);
         });

@@ -7,8 +7,10 @@ namespace TunStack.Host;
 /// <param name="PcapFile">Where to write the packet capture, or null for none.</param>
 /// <param name="PcapLimitMegabytes">Size limit of the capture file in MB (10^6 bytes).</param>
 /// <param name="Impairment">Fault injection between the TUN device and the engine (<c>--impair</c>), or null.</param>
+/// <param name="Forward">With <c>tunstack forward</c>: where connections to other addresses are relayed, or null.</param>
 /// <param name="Offload">Checksum and TCP segmentation offload with the TUN device (<c>--offload on|off</c>).</param>
 /// <param name="IdleTimeoutMilliseconds">How long the services let a connection wait for its peer; 0: for ever.</param>
+/// <param name="Explain">Narrate each connection's handshake and close in plain language (<c>--explain</c>).</param>
 public sealed record HostOptions(
     string TunName,
     IReadOnlyList<string> Addresses,
@@ -20,6 +22,8 @@ public sealed record HostOptions(
     int PcapLimitMegabytes = 100,
     TunStack.Runtime.ImpairmentOptions? Impairment = null,
     bool Offload = true,
+    bool Explain = false,
+    Forwarding.ForwardOptions? Forward = null,
     int IdleTimeoutMilliseconds = 120_000);
 
 /// <summary>Checks what the command line chose before anything is opened.</summary>
@@ -28,6 +32,8 @@ public static class HostOptionsCheck
     /// <summary>Why <paramref name="options"/> cannot work, or null when they can.</summary>
     public static string? Problem(HostOptions options)
     {
+        if (TunNameProblem(options.TunName) is { } tunProblem)
+            return tunProblem;
         if (options.Mtu is < 576 or > 65535)
             return "--mtu must be between 576 and 65535";
         if (options.Addresses.Count == 0)
@@ -47,5 +53,20 @@ public static class HostOptionsCheck
         if (options.PcapFile is not null && options.PcapLimitMegabytes < 1)
             return "--pcap-limit must be at least 1 (MB)";
         return null;
+    }
+
+    /// <summary>Why the kernel would refuse <paramref name="name"/> as an interface name, or null when it would not.</summary>
+    public static string? TunNameProblem(string name)
+    {
+        try
+        {
+            TunStack.Linux.TunDevice.ValidateInterfaceName(name);
+            return null;
+        }
+        catch (ArgumentException e)
+        {
+            // The message without ArgumentException's " (Parameter 'name')".
+            return "--tun: " + (e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
+        }
     }
 }

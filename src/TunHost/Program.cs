@@ -26,6 +26,11 @@ var trace = new Option<bool>("--trace")
 {
     Description = "Print one line per TCP segment in and out, with relative seq/ack, window, options and state changes",
 };
+var explain = new Option<bool>("--explain")
+{
+    Description = "Narrate each connection's three-way handshake and close in plain language, with the states and the " +
+        "RFC 9293 sections (interleaved with --trace when both are on)",
+};
 var msl = new Option<int>("--msl")
 {
     HelpName = "ms",
@@ -87,18 +92,20 @@ var root = new RootCommand(
       sudo tunstack --tun tun0 --address 198.18.0.2 --trace
                                               attach to an existing tun0 (ip tuntap add dev tun0 mode tun;
                                               ip addr add 198.18.0.1/24 dev tun0; ip link set tun0 up)
+      sudo ./run-linux.sh --trace --explain   every segment, and what each step of the handshake and close means
       sudo ./run-linux.sh --pcap /tmp/tunstack.pcap
                                               then: tcpdump -r /tmp/tunstack.pcap -nn -vv
       sudo ./run-linux.sh --impair loss=1%,reorder=1%,seed=7
                                               lose and reorder 1% of the packets each way, repeatably
     """)
 {
-    tun, address, mtu, trace, msl, finTimeout, idleTimeout, pcap, pcapLimit, impair, offload,
+    tun, address, mtu, trace, explain, msl, finTimeout, idleTimeout, pcap, pcapLimit, impair, offload,
 };
 // Hidden: the same services over kernel sockets, the reference that ./run-linux.sh bench e2e measures against.
 root.Subcommands.Add(TunStack.Host.KernelReference.KernelReferenceCommand.Create());
 
 root.Subcommands.Add(FetchCommand.Create());
+root.Subcommands.Add(TunStack.Host.Forwarding.ForwardCommand.Create());
 
 root.SetAction(async (parse, cancellationToken) =>
 {
@@ -111,7 +118,8 @@ root.SetAction(async (parse, cancellationToken) =>
     var options = new HostOptions(
         parse.GetValue(tun)!, parse.GetValue(address)!.Distinct().ToArray(), parse.GetValue(mtu), parse.GetValue(trace),
         parse.GetValue(msl), parse.GetValue(finTimeout), parse.GetValue(pcap), parse.GetValue(pcapLimit), impairment,
-        parse.GetValue(offload) == "on", parse.GetValue(idleTimeout));
+        parse.GetValue(offload) == "on",
+        parse.GetValue(explain), IdleTimeoutMilliseconds: parse.GetValue(idleTimeout));
     if (HostOptionsCheck.Problem(options) is { } problem)
     {
         Console.Error.WriteLine($"tunstack: {problem}");
@@ -132,6 +140,9 @@ root.SetAction(async (parse, cancellationToken) =>
     }
 });
 
+var parsed = root.Parse(args);
 // System.CommandLine turns SIGINT and SIGTERM into cancellation of the action's token, and gives the action this long to
 // return before it ends the process with 130 or 143. A second handler of our own would race with it.
-return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(5) });
+int status = await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(5) });
+// A command line that does not parse is a usage error, status 2 like a bad option value (System.CommandLine says 1).
+return parsed.Errors.Count > 0 ? 2 : status;

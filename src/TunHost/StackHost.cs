@@ -1,14 +1,15 @@
-using TunStack.Api;
+using System.Net;
+using System.Net.Sockets;
 using TunStack.Diagnostics;
-using TunStack.Host.Linux;
 using TunStack.Host.Services;
+using TunStack.Linux;
 using TunStack.Runtime;
-using TunStack.Wire;
 
 namespace TunStack.Host;
 
 /// <summary>
-/// Puts the pieces together: the TUN device, the stack, its event loop and the services listening on it.
+/// Puts the pieces together with the public API: the TUN device, a <see cref="TunStackHost"/> on it, and the services
+/// listening on it.
 /// </summary>
 public sealed class StackHost
 {
@@ -23,7 +24,6 @@ public sealed class StackHost
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        var addresses = _options.Addresses.Select(IpAddress.Parse).ToArray();
         using var tun = TunDevice.Open(_options.TunName, _options.Mtu, _options.Offload);
         await using var capture = OpenCapture();
 
@@ -38,53 +38,60 @@ public sealed class StackHost
         if (capture is not null)
             device = new CapturingDevice(device, capture);
 
-        var stack = new NetStack(new NetStackOptions
-        {
-            Addresses = addresses,
-            Mtu = _options.Mtu,
-            MslMicros = _options.MslMilliseconds * 1000L,
-            FinWait2TimeoutMicros = _options.FinTimeoutMilliseconds * 1000L,
-        }, _options.Trace ? new TextTracer(_console) : null);
-
-        using var loop = new EventLoop(stack, device);
+        var host = await TunStackHost.StartAsync(device, StackOptions(_options, _console), cancellationToken).ConfigureAwait(false);
+        IService[] services;
+        var serving = new List<Task>();
         var idle = _options.IdleTimeoutMilliseconds == 0
             ? Timeout.InfiniteTimeSpan
             : TimeSpan.FromMilliseconds(_options.IdleTimeoutMilliseconds);
-        var services = new IConnectionService[]
-        {
-            new HttpService(() => loop.InvokeAsync(() => StatsJson.Render(stack, impaired, loop)).WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult())
-            {
-                IdleTimeout = idle,
-            },
-            new EchoService { IdleTimeout = idle },
-            new DiscardService { IdleTimeout = idle },
-        };
-        // The services stop after the loop, not with the signal: a service that saw the signal first would close its
-        // connection gracefully (a FIN) before the loop resets it, and the peer would take a cut-off answer for a whole one.
+        // The services stop after the stack, not with the signal: a service that saw the signal first would close its
+        // connection gracefully (a FIN) before the stack resets it, and the peer would take a cut-off answer for a whole one.
         using var servicesStop = new CancellationTokenSource();
-        var acceptLoops = new List<Task>();
-        foreach (var service in services)
-            acceptLoops.Add(AcceptLoopAsync(service, loop.Listen(service.Port), servicesStop.Token));
-
-        loop.Start();
-        // After a burst, once the stack is quiet, resident memory goes back to what is alive (see the class).
-        using var trimmer = new QuietTimeTrimmer(() => stack.Counters.PacketsReceived + stack.Counters.PacketsSent);
-        if (capture is not null)
-            _console.WriteLine($"tunstack: capturing every packet to {_options.PcapFile} (pcap, raw IP; limit {_options.PcapLimitMegabytes} MB)");
-        _console.WriteLine($"tunstack ready on {device.Name} {string.Join(", ", addresses)} mtu {_options.Mtu}: " +
-            string.Join(", ", services.Select(s => $"{s.Name} {s.Port}")) +
-            $"; offload {OffloadText(tun.Offloads)}" +
-            (impaired is null ? string.Empty : $"; impair {impaired.Options}"));
-
+        QuietTimeTrimmer? trimmer = null;
         try
         {
-            await Task.WhenAny(Task.Delay(Timeout.Infinite, cancellationToken), loop.Completion).ConfigureAwait(false);
+            services =
+            [
+                new HttpService(() => StatsJson.Render(Snapshot(host), impaired))
+                {
+                    ConnectionsProvider = () => ConnectionTable.Render(Snapshot(host)),
+                    IdleTimeout = idle,
+                },
+                new EchoService { IdleTimeout = idle },
+                new DiscardService { IdleTimeout = idle },
+            ];
+            foreach (var service in services)
+            {
+                var listener = await host.ListenAsync(service.Port).ConfigureAwait(false);
+                serving.Add(AcceptLoopAsync(service, listener, _console, servicesStop.Token));
+            }
+            if (_options.Forward is { } forward)
+                serving.Add(new Forwarding.Forwarder(forward, _console).RunAsync(host, servicesStop.Token));
+            // After a burst, once the stack is quiet, resident memory goes back to what is alive (see the class).
+            trimmer = new QuietTimeTrimmer(() => host.PacketActivity);
+
+            if (capture is not null)
+                _console.WriteLine($"tunstack: capturing every packet to {_options.PcapFile} (pcap, raw IP; limit {_options.PcapLimitMegabytes} MB)");
+            _console.WriteLine($"tunstack ready on {device.Name} {string.Join(", ", _options.Addresses)} mtu {_options.Mtu}: " +
+                string.Join(", ", services.Select(s => $"{s.Name} {s.Port}")) +
+                $"; offload {OffloadText(tun.Offloads)}" +
+                (_options.Forward is null ? string.Empty : $"; forwarding {_options.Forward}") +
+                (impaired is null ? string.Empty : $"; impair {impaired.Options}"));
+
+            try
+            {
+                await Task.WhenAny(Task.Delay(Timeout.Infinite, cancellationToken), host.Completion).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) { }
         }
-        catch (OperationCanceledException) { }
-        // Resets every connection still open (see EventLoop.Stop): without the loop nobody could finish them. The
-        // services see the reset on their pipes; anything else they wait for is cancelled.
-        loop.Stop();
-        await servicesStop.CancelAsync().ConfigureAwait(false);
+        finally
+        {
+            trimmer?.Dispose();
+            // Resets every connection still open: without the stack nobody could finish them. The services see the
+            // reset on their connections; anything else they wait for is cancelled.
+            await host.DisposeAsync().ConfigureAwait(false);
+            await servicesStop.CancelAsync().ConfigureAwait(false);
+        }
         if (capture is not null)
         {
             // Written out and flushed before we report: SIGINT and SIGTERM end up here too.
@@ -92,23 +99,33 @@ public sealed class StackHost
             _console.WriteLine($"tunstack: {capture.PacketsWritten} packets written to {_options.PcapFile}" +
                 (capture.PacketsDropped > 0 ? $", {capture.PacketsDropped} not captured (queue full)" : ""));
         }
-        if (loop.Completion.IsFaulted)
+        if (host.Completion.IsFaulted)
         {
-            _console.WriteLine($"tunstack: event loop failed: {loop.Completion.Exception!.InnerException}");
+            _console.WriteLine($"tunstack: event loop failed: {host.Completion.Exception!.InnerException}");
             return 1;
         }
-        _console.WriteLine($"tunstack stopped; {loop.ConnectionsResetAtStop} connection(s) reset" +
+        _console.WriteLine($"tunstack stopped; {host.ConnectionsResetAtStop} connection(s) reset" +
             (impaired is null ? string.Empty : $"; impaired in: {impaired.Inbound}; out: {impaired.Outbound}"));
         return 0;
     }
 
-    private PcapWriter? OpenCapture()
+    /// <summary>The stack's options from the command line; the device stays ours (the capture must be flushed after the host stops).</summary>
+    internal static TunStackOptions StackOptions(HostOptions options, TextWriter console) => new()
     {
-        if (_options.PcapFile is not { } path)
-            return null;
-        return PcapWriter.Create(path, _options.PcapLimitMegabytes * 1_000_000L,
-            message => _console.WriteLine($"tunstack: --pcap {path}: {message}"));
-    }
+        Addresses = options.Addresses.Select(IPAddress.Parse).ToArray(),
+        Mtu = options.Mtu,
+        MaximumSegmentLifetime = TimeSpan.FromMilliseconds(options.MslMilliseconds),
+        FinWait2Timeout = TimeSpan.FromMilliseconds(options.FinTimeoutMilliseconds),
+        SegmentTrace = options.Trace ? console : null,
+        Explain = options.Explain ? console : null,
+        // Meter "TunStack": dotnet-counters monitor --counters TunStack -p PID
+        Metrics = true,
+        LeaveDeviceOpen = true,
+    };
+
+    /// <summary>A snapshot of the stack, taken on its loop thread (the only one that touches the engine).</summary>
+    private static TunStackDiagnostics Snapshot(TunStackHost host) =>
+        host.GetDiagnosticsAsync().WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult();
 
     /// <summary>"off", or what the kernel granted, e.g. "csum,tso4,tso6".</summary>
     internal static string OffloadText(DeviceOffloads offloads)
@@ -121,35 +138,55 @@ public sealed class StackHost
         return string.Join(",", parts);
     }
 
-    private async Task AcceptLoopAsync(IConnectionService service, TcpListener listener, CancellationToken cancellationToken)
+    private PcapWriter? OpenCapture()
+    {
+        if (_options.PcapFile is not { } path)
+            return null;
+        return PcapWriter.Create(path, _options.PcapLimitMegabytes * 1_000_000L,
+            message => _console.WriteLine($"tunstack: --pcap {path}: {message}"));
+    }
+
+    /// <summary>Accepts connections until the listener or the host is disposed, or cancellation.</summary>
+    internal static async Task AcceptLoopAsync(IService service, TunStackListener listener, TextWriter console, CancellationToken cancellationToken)
     {
         try
         {
-            while (!cancellationToken.IsCancellationRequested)
+            await using (listener.ConfigureAwait(false))
             {
-                var connection = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
-                _ = ServeAsync(service, connection, cancellationToken);
+                while (!cancellationToken.IsCancellationRequested)
+                {
+                    var connection = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                    _ = ServeAsync(service, connection, console, cancellationToken);
+                }
             }
         }
         catch (OperationCanceledException) { }
-        catch (System.Threading.Channels.ChannelClosedException) { }
+        catch (ObjectDisposedException) { }
     }
 
-    private async Task ServeAsync(IConnectionService service, TcpConnection connection, CancellationToken cancellationToken)
+    private static async Task ServeAsync(IService service, TunStackConnection connection, TextWriter console, CancellationToken cancellationToken)
     {
         // The services answer requests: a response should not wait for the ACK of the previous segment (Nagle).
         connection.NoDelay = true;
         try
         {
-            await service.HandleAsync(connection, connection.Info, cancellationToken).ConfigureAwait(false);
+            if (service is IStreamService streamService)
+            {
+                var stream = connection.GetStream();
+                await streamService.HandleAsync(stream, stream.CompleteWrites, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await ((IConnectionService)service).HandleAsync(connection, connection.Info, cancellationToken).ConfigureAwait(false);
+            }
         }
-        catch (Exception e) when (e is IOException or OperationCanceledException)
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
             // Reset by the peer or shutting down: nothing to report.
         }
         catch (Exception e)
         {
-            _console.WriteLine($"tunstack: {service.Name} failed on {connection.Info.RemoteEndPoint}: {e.Message}");
+            console.WriteLine($"tunstack: {service.Name} failed on {connection.RemoteEndPoint}: {e.Message}");
             connection.Abort();
         }
         finally

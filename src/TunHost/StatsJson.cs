@@ -2,11 +2,10 @@ using System.Text;
 using System.Text.Json;
 using TunStack.Runtime;
 using TunStack.Tcp;
-using TunStack.Wire;
 
 namespace TunStack.Host;
 
-/// <summary>Renders the connection table and counters as JSON for <c>GET /stats</c>. Runs on the loop thread.</summary>
+/// <summary>Renders the connection table and counters as JSON for <c>GET /stats</c>, from a diagnostics snapshot.</summary>
 public static class StatsJson
 {
     /// <summary>
@@ -15,21 +14,20 @@ public static class StatsJson
     /// </summary>
     public const int MaxListedConnections = 1000;
 
-    /// <param name="stack">The stack whose connections and counters are shown.</param>
+    /// <param name="diagnostics">The stack's connections and counters (<see cref="TunStackHost.GetDiagnosticsAsync"/>).</param>
     /// <param name="impaired">With <c>--impair</c>, the device whose counts are shown under <c>impairment</c>.</param>
-    /// <param name="loop">The loop that drives the stack, for its own counts.</param>
-    public static string Render(NetStack stack, ImpairedDevice? impaired = null, EventLoop? loop = null)
+    public static string Render(TunStackDiagnostics diagnostics, ImpairedDevice? impaired = null)
     {
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
             json.WriteStartObject();
-            json.WriteNumber("connectionCount", stack.Connections.Count);
-            json.WriteNumber("timeWaitCount", stack.TimeWaitCount);
+            json.WriteNumber("connectionCount", diagnostics.Connections.Count);
+            json.WriteNumber("timeWaitCount", diagnostics.TimeWaitCount);
             json.WriteStartObject("connectionStates");
             Span<int> states = stackalloc int[Enum.GetValues<TcpState>().Length];
-            foreach (var tcb in stack.Connections)
-                states[(int)tcb.State]++;
+            foreach (var connection in diagnostics.Connections)
+                states[(int)connection.State]++;
             for (int i = 0; i < states.Length; i++)
             {
                 if (states[i] != 0)
@@ -38,33 +36,32 @@ public static class StatsJson
             json.WriteEndObject();
             json.WriteStartArray("connections");
             int listed = 0;
-            foreach (var tcb in stack.Connections)
+            foreach (var connection in diagnostics.Connections)
             {
                 if (listed++ == MaxListedConnections)
                     break;
-                var t = tcb.Tuple;
                 json.WriteStartObject();
-                json.WriteString("local", Endpoint(t.LocalAddress, t.LocalPort));
-                json.WriteString("remote", Endpoint(t.RemoteAddress, t.RemotePort));
-                json.WriteString("state", tcb.State.ToString());
-                json.WriteString("rfcState", tcb.State.ToRfcName());
-                json.WriteNumber("sendQueued", tcb.BytesQueued);
-                json.WriteNumber("receiveQueued", tcb.BytesAvailable);
-                json.WriteNumber("srttMicros", tcb.SmoothedRttMicros);
-                json.WriteNumber("rtoMicros", tcb.CurrentRtoMicros);
-                json.WriteNumber("cwnd", tcb.CongestionWindow);
-                json.WriteNumber("ssthresh", tcb.SlowStartThreshold);
-                json.WriteNumber("bytesInFlight", tcb.BytesInFlight);
-                json.WriteNumber("outOfOrderBytes", tcb.BytesOutOfOrder);
-                json.WriteNumber("retransmissions", tcb.Retransmissions);
-                json.WriteString("congestionControl", tcb.CongestionControlName);
-                json.WriteBoolean("sack", tcb.SackEnabled);
-                json.WriteBoolean("timestamps", tcb.TimestampsEnabled);
+                json.WriteString("local", Endpoint(connection.LocalEndPoint));
+                json.WriteString("remote", Endpoint(connection.RemoteEndPoint));
+                json.WriteString("state", connection.State.ToString());
+                json.WriteString("rfcState", connection.State.ToRfcName());
+                json.WriteNumber("sendQueued", connection.SendQueued);
+                json.WriteNumber("receiveQueued", connection.ReceiveQueued);
+                json.WriteNumber("srttMicros", (long)connection.SmoothedRtt.TotalMicroseconds);
+                json.WriteNumber("rtoMicros", (long)connection.RetransmissionTimeout.TotalMicroseconds);
+                json.WriteNumber("cwnd", connection.CongestionWindow);
+                json.WriteNumber("ssthresh", connection.SlowStartThreshold);
+                json.WriteNumber("bytesInFlight", connection.BytesInFlight);
+                json.WriteNumber("outOfOrderBytes", connection.OutOfOrderBytes);
+                json.WriteNumber("retransmissions", connection.Retransmissions);
+                json.WriteString("congestionControl", connection.CongestionControl);
+                json.WriteBoolean("sack", connection.Sack);
+                json.WriteBoolean("timestamps", connection.Timestamps);
                 json.WriteEndObject();
             }
             json.WriteEndArray();
 
-            var c = stack.Counters;
+            var c = diagnostics.Counters;
             json.WriteStartObject("counters");
             json.WriteNumber("packetsReceived", c.PacketsReceived);
             json.WriteNumber("packetsSent", c.PacketsSent);
@@ -115,7 +112,7 @@ public static class StatsJson
                 json.WriteNumber(reason.ToString(), count);
             json.WriteEndObject();
 
-            WriteMemory(json, stack, loop);
+            WriteMemory(json, diagnostics);
 
             if (impaired is not null)
             {
@@ -134,7 +131,7 @@ public static class StatsJson
     /// Where the host's memory is: resident set (VmRSS, and its peak VmHWM, from /proc/self/status), the managed heap
     /// as of the last collection, and the connections' pooled buffers.
     /// </summary>
-    private static void WriteMemory(Utf8JsonWriter json, NetStack stack, EventLoop? loop)
+    private static void WriteMemory(Utf8JsonWriter json, TunStackDiagnostics diagnostics)
     {
         var gc = GC.GetGCMemoryInfo();
         json.WriteStartObject("memory");
@@ -150,19 +147,16 @@ public static class StatsJson
         json.WriteNumber("gen0Collections", GC.CollectionCount(0));
         json.WriteNumber("gen1Collections", GC.CollectionCount(1));
         json.WriteNumber("gen2Collections", GC.CollectionCount(2));
-        json.WriteNumber("bufferBytes", stack.Buffers.InUse);
-        json.WriteNumber("bufferPeakBytes", stack.Buffers.Peak);
-        if (loop is not null)
-        {
-            json.WriteNumber("applicationConnections", loop.ApplicationConnectionCount);
-            json.WriteNumber("deviceWriteErrors", loop.WriteErrors);
-        }
+        json.WriteNumber("bufferBytes", diagnostics.BufferBytes);
+        json.WriteNumber("bufferPeakBytes", diagnostics.BufferPeakBytes);
+        json.WriteNumber("applicationConnections", diagnostics.ApplicationConnectionCount);
+        json.WriteNumber("deviceWriteErrors", diagnostics.DeviceWriteErrors);
         json.WriteEndObject();
     }
 
     /// <summary>address:port, with the IPv6 address in brackets (RFC 3986 §3.2.2).</summary>
-    private static string Endpoint(IpAddress address, ushort port) =>
-        address.IsV4 ? $"{address}:{port}" : $"[{address}]:{port}";
+    private static string Endpoint(System.Net.IPEndPoint endpoint) => endpoint.ToString();
+
     private static void WriteImpairmentCounts(Utf8JsonWriter json, string direction, ImpairmentCounts counts)
     {
         json.WriteStartObject(direction);

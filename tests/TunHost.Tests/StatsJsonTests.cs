@@ -5,10 +5,41 @@ namespace TunStack.Host.Tests;
 
 public sealed class StatsJsonTests
 {
+    private static readonly TunStackDiagnostics Empty = new() { Connections = [], Counters = new StackCounters() };
+
+    [Fact]
+    public void Each_connection_is_listed_with_its_endpoints_and_state()
+    {
+        var diagnostics = new TunStackDiagnostics
+        {
+            Connections =
+            [
+                new TcpConnectionStatistics
+                {
+                    LocalEndPoint = System.Net.IPEndPoint.Parse("[2001:2::2]:80"),
+                    RemoteEndPoint = System.Net.IPEndPoint.Parse("[2001:2::1]:40000"),
+                    State = TunStack.Tcp.TcpState.CloseWait,
+                    SmoothedRtt = TimeSpan.FromMicroseconds(1500),
+                    CongestionWindow = 14600,
+                    CongestionControl = "cubic",
+                },
+            ],
+            Counters = new StackCounters { PacketsReceived = 7 },
+        };
+        using var stats = JsonDocument.Parse(StatsJson.Render(diagnostics));
+        var connection = stats.RootElement.GetProperty("connections")[0];
+        Assert.Equal("[2001:2::2]:80", connection.GetProperty("local").GetString());
+        Assert.Equal("[2001:2::1]:40000", connection.GetProperty("remote").GetString());
+        Assert.Equal("CLOSE-WAIT", connection.GetProperty("rfcState").GetString());
+        Assert.Equal(1500, connection.GetProperty("srttMicros").GetInt64());
+        Assert.Equal(14600, connection.GetProperty("cwnd").GetInt64());
+        Assert.Equal(7, stats.RootElement.GetProperty("counters").GetProperty("packetsReceived").GetInt64());
+    }
+
     [Fact]
     public void Without_impairment_there_is_no_impairment_section()
     {
-        using var stats = JsonDocument.Parse(StatsJson.Render(new NetStack(new NetStackOptions())));
+        using var stats = JsonDocument.Parse(StatsJson.Render(Empty));
         Assert.True(stats.RootElement.TryGetProperty("counters", out _));
         Assert.False(stats.RootElement.TryGetProperty("impairment", out _));
     }
@@ -22,7 +53,7 @@ public sealed class StatsJsonTests
         impaired.Write(new byte[40]);
         Assert.Equal(0, inner.Writes);
 
-        using var stats = JsonDocument.Parse(StatsJson.Render(new NetStack(new NetStackOptions()), impaired));
+        using var stats = JsonDocument.Parse(StatsJson.Render(Empty, impaired));
         JsonElement impairment = stats.RootElement.GetProperty("impairment");
         Assert.Equal("loss=100%,seed=9", impairment.GetProperty("options").GetString());
         JsonElement outbound = impairment.GetProperty("outbound");
@@ -42,7 +73,7 @@ public sealed class StatsJsonTests
         for (int i = 0; i < opened; i++)
             stack.Receive(Syn(sourcePort: (ushort)(10000 + i)), nowMicros: 1_000);
 
-        using var stats = JsonDocument.Parse(StatsJson.Render(stack));
+        using var stats = JsonDocument.Parse(StatsJson.Render(TunStackDiagnostics.Of(stack, 0)));
         JsonElement root = stats.RootElement;
         Assert.Equal(opened, root.GetProperty("connectionCount").GetInt32());
         Assert.Equal(0, root.GetProperty("timeWaitCount").GetInt32());
@@ -55,7 +86,7 @@ public sealed class StatsJsonTests
     [Fact]
     public void The_memory_section_reports_the_process_and_the_buffers()
     {
-        using var stats = JsonDocument.Parse(StatsJson.Render(new NetStack(new NetStackOptions())));
+        using var stats = JsonDocument.Parse(StatsJson.Render(TunStackDiagnostics.Of(new NetStack(new NetStackOptions()), 0)));
         JsonElement memory = stats.RootElement.GetProperty("memory");
         if (OperatingSystem.IsLinux())
         {
@@ -65,7 +96,7 @@ public sealed class StatsJsonTests
         }
         Assert.True(memory.GetProperty("managedAllocatedBytes").GetInt64() > 0);
         Assert.Equal(0, memory.GetProperty("bufferBytes").GetInt64());
-        Assert.False(memory.TryGetProperty("applicationConnections", out _)); // no loop given
+        Assert.Equal(0, memory.GetProperty("applicationConnections").GetInt32());
     }
 
     [Fact]

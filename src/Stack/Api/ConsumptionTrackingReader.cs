@@ -3,7 +3,7 @@ using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
 using System.Threading.Tasks.Sources;
 
-namespace TunStack.Api;
+namespace TunStack;
 
 /// <summary>
 /// The application's end of a connection's input pipe, counting the bytes it consumed, so that closing a connection

@@ -16,6 +16,9 @@ public sealed class CapturingDevice : IPacketDevice
     private readonly PcapWriter _writer;
     private readonly TimeProvider _time;
 
+    /// <summary>Captures what passes between the event loop and <paramref name="inner"/> into <paramref name="writer"/>.</summary>
+    /// <param name="inner">The device below (the impairment, or the TUN device).</param>
+    /// <param name="writer">The capture file writer.</param>
     /// <param name="time">Source of the records' timestamps (wall clock, UTC); the system clock by default.</param>
     public CapturingDevice(IPacketDevice inner, PcapWriter writer, TimeProvider? time = null)
     {
@@ -24,9 +27,13 @@ public sealed class CapturingDevice : IPacketDevice
         _time = time ?? TimeProvider.System;
     }
 
+    /// <inheritdoc />
     public string Name => _inner.Name;
+    /// <inheritdoc />
     public int Mtu => _inner.Mtu;
+    /// <inheritdoc />
     public DeviceOffloads Offloads => _inner.Offloads;
+    /// <inheritdoc />
     public int MaxPacketSize => _inner.MaxPacketSize;
 
     /// <summary>Super-packets are recorded whole, with their checksums as the device carries them (partial ones too).</summary>
@@ -38,12 +45,14 @@ public sealed class CapturingDevice : IPacketDevice
         return length;
     }
 
+    /// <inheritdoc />
     public void Write(ReadOnlySpan<byte> packet, in PacketInfo info)
     {
         _writer.TryCapture(packet, UnixMicros());
         _inner.Write(packet, info);
     }
 
+    /// <inheritdoc />
     public int TryRead(Span<byte> buffer)
     {
         int length = _inner.TryRead(buffer);
@@ -52,16 +61,20 @@ public sealed class CapturingDevice : IPacketDevice
         return length;
     }
 
+    /// <inheritdoc />
     public void Write(ReadOnlySpan<byte> packet)
     {
         _writer.TryCapture(packet, UnixMicros());
         _inner.Write(packet);
     }
 
+    /// <inheritdoc />
     public void WaitReadable(TimeSpan timeout) => _inner.WaitReadable(timeout);
 
+    /// <inheritdoc />
     public void Wake() => _inner.Wake();
 
+    /// <inheritdoc />
     public void Dispose() => _inner.Dispose();
 
     private long UnixMicros() => (_time.GetUtcNow().UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / TimeSpan.TicksPerMicrosecond;

@@ -21,18 +21,26 @@ namespace TunStack.Diagnostics;
 /// </summary>
 public sealed class PcapWriter : IAsyncDisposable
 {
+    /// <summary>The classic pcap magic number (microsecond timestamps).</summary>
     public const uint Magic = 0xA1B2C3D4;
+    /// <summary>pcap format version 2.4: major.</summary>
     public const ushort VersionMajor = 2;
+    /// <summary>pcap format version 2.4: minor.</summary>
     public const ushort VersionMinor = 4;
+    /// <summary>LINKTYPE_RAW: each record is a bare IPv4 or IPv6 packet.</summary>
     public const uint LinkTypeRaw = 101;
 
     /// <summary>Largest number of bytes kept per packet: tcpdump's maximum, above any IP packet including 64 KiB offload super-packets.</summary>
     public const int SnapLength = 262144;
 
+    /// <summary>Bytes of the pcap file header.</summary>
     public const int FileHeaderLength = 24;
+    /// <summary>Bytes of each record header.</summary>
     public const int RecordHeaderLength = 16;
 
+    /// <summary>Packets the writer queues at most by default before it stops capturing and counts drops.</summary>
     public const int DefaultQueueCapacity = 8192;
+    /// <summary>Bytes the writer queues at most by default.</summary>
     public const int DefaultMaxQueuedBytes = 32 << 20;
 
     private readonly Stream _stream;

@@ -3,11 +3,11 @@ using TunStack.Wire;
 
 namespace TunStack.Diagnostics;
 
-public enum TraceDirection : byte { In, Out }
+internal enum TraceDirection : byte { In, Out }
 
 /// <summary>What a segment was, beyond its header: marks the trace prints after the state.</summary>
 [Flags]
-public enum TraceNote : byte
+internal enum TraceNote : byte
 {
     None = 0,
     /// <summary>Out: data (or a SYN, FIN) sent again.</summary>
@@ -33,7 +33,7 @@ public enum TraceNote : byte
 /// Sequence numbers are absolute; <see cref="LocalIsn"/>/<see cref="PeerIsn"/> let a formatter make them
 /// relative, as tcpdump does.
 /// </summary>
-public readonly struct SegmentTraceRecord
+internal readonly struct SegmentTraceRecord
 {
     public long TimeMicros { get; init; }
     public TraceDirection Direction { get; init; }
@@ -56,7 +56,7 @@ public readonly struct SegmentTraceRecord
 }
 
 /// <summary>Receives trace events from the engine (on the engine's thread). Null means tracing is off and costs nothing.</summary>
-public interface IStackTracer
+internal interface IStackTracer
 {
     void OnSegment(in SegmentTraceRecord record);
 

@@ -11,7 +11,7 @@ namespace TunStack.Diagnostics;
 ///   0.000000 in  198.18.0.1:40522 > 198.18.0.2:80 S   seq 0 win 64240 len 0 [mss 1460,sackOK,TS val 1 ecr 0,wscale 7]  LISTEN -> SYN-RECEIVED
 /// </code>
 /// </summary>
-public sealed class TextTracer : IStackTracer
+internal sealed class TextTracer : IStackTracer
 {
     private readonly TextWriter _writer;
     private long _origin = -1;
@@ -26,7 +26,8 @@ public sealed class TextTracer : IStackTracer
     public void OnPacketDropped(long timeMicros, DropReason reason) =>
         _writer.WriteLine($"{Time(timeMicros, ref _origin)} in  packet dropped: {reason}");
 
-    private static string Time(long micros, ref long origin)
+    /// <summary>Seconds since <paramref name="origin"/> (set by the first event), right-aligned in 11 columns.</summary>
+    internal static string Time(long micros, ref long origin)
     {
         if (origin < 0) origin = micros;
         return ((micros - origin) / 1e6).ToString("0.000000", CultureInfo.InvariantCulture).PadLeft(11);
@@ -93,6 +94,7 @@ public sealed class TextTracer : IStackTracer
         if ((note & TraceNote.Duplicate) != 0) sb.Append("  duplicate");
     }
 
-    private static string Endpoint(IpAddress address, ushort port) =>
+    /// <summary>address:port, with an IPv6 address in brackets.</summary>
+    internal static string Endpoint(IpAddress address, ushort port) =>
         address.IsV4 ? $"{address}:{port}" : $"[{address}]:{port}";
 }

@@ -3,7 +3,7 @@ using TunStack.Wire;
 namespace TunStack.Ip;
 
 /// <summary>Answers ICMPv4 echo requests addressed to the stack (RFC 792; RFC 1122 §3.2.2.6).</summary>
-public static class IcmpEchoResponder
+internal static class IcmpEchoResponder
 {
     public const byte ReplyTtl = 64;
 

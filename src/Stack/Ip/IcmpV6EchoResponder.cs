@@ -3,7 +3,7 @@ using TunStack.Wire;
 namespace TunStack.Ip;
 
 /// <summary>Answers ICMPv6 echo requests addressed to the stack (RFC 4443 §4.1-4.2).</summary>
-public static class IcmpV6EchoResponder
+internal static class IcmpV6EchoResponder
 {
     public const byte ReplyHopLimit = 64;
 

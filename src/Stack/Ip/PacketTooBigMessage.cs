@@ -15,7 +15,7 @@ namespace TunStack.Ip;
 /// <param name="ReportedMtu">The MTU field as received.</param>
 /// <param name="Connection">The 4-tuple of the quoted segment, from our side.</param>
 /// <param name="SequenceNumber">The sequence number of the quoted segment.</param>
-public readonly record struct PacketTooBigMessage(IpAddress ReportedBy, uint ReportedMtu, FourTuple Connection, uint SequenceNumber)
+internal readonly record struct PacketTooBigMessage(IpAddress ReportedBy, uint ReportedMtu, FourTuple Connection, uint SequenceNumber)
 {
     /// <summary>
     /// The path MTU to use: the reported one, but never below 1280, since "a node MUST NOT reduce its estimate of

@@ -11,6 +11,7 @@ namespace TunStack.Runtime;
 /// <param name="Delayed">Held until a due time after their arrival (delay and jitter).</param>
 public readonly record struct ImpairmentCounts(long Packets, long Dropped, long Duplicated, long Corrupted, long Reordered, long Delayed)
 {
+    /// <inheritdoc />
     public override string ToString() =>
         $"{Packets} packets, {Dropped} dropped, {Duplicated} duplicated, {Corrupted} corrupted, {Reordered} reordered, {Delayed} delayed";
 }
@@ -64,12 +65,16 @@ public sealed class ImpairedDevice : IPacketDevice
     /// <summary>The wrapped device.</summary>
     public IPacketDevice Inner => _inner;
 
+    /// <inheritdoc />
     public string Name => _inner.Name;
 
+    /// <inheritdoc />
     public int Mtu => _inner.Mtu;
 
+    /// <inheritdoc />
     public DeviceOffloads Offloads => _inner.Offloads;
 
+    /// <inheritdoc />
     public int MaxPacketSize => _inner.MaxPacketSize;
 
     /// <summary>What was done to packets travelling from the device to the engine.</summary>
@@ -97,8 +102,10 @@ public sealed class ImpairedDevice : IPacketDevice
         }
     }
 
+    /// <inheritdoc />
     public int TryRead(Span<byte> buffer) => TryRead(buffer, out _);
 
+    /// <inheritdoc />
     public int TryRead(Span<byte> buffer, out PacketInfo info)
     {
         info = PacketInfo.Plain;
@@ -143,8 +150,10 @@ public sealed class ImpairedDevice : IPacketDevice
         return copied;
     }
 
+    /// <inheritdoc />
     public void Write(ReadOnlySpan<byte> packet) => Write(packet, PacketInfo.Plain);
 
+    /// <inheritdoc />
     public void Write(ReadOnlySpan<byte> packet, in PacketInfo info)
     {
         long now = NowMicros;
@@ -161,6 +170,7 @@ public sealed class ImpairedDevice : IPacketDevice
         FlushOutbound(now);
     }
 
+    /// <inheritdoc />
     public void WaitReadable(TimeSpan timeout)
     {
         long now = NowMicros;
@@ -190,8 +200,10 @@ public sealed class ImpairedDevice : IPacketDevice
         FlushOutbound(NowMicros);
     }
 
+    /// <inheritdoc />
     public void Wake() => _inner.Wake();
 
+    /// <inheritdoc />
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)

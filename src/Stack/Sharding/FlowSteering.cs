@@ -11,7 +11,7 @@ namespace TunStack.Sharding;
 /// malformed. A packet this cannot place (not TCP, an IPv6 extension header before TCP, a fragment, too short) is
 /// handled by whichever shard read it.
 /// </summary>
-public static class FlowSteering
+internal static class FlowSteering
 {
     /// <summary>
     /// The connection <paramref name="packet"/> is about, seen from our side: a TCP segment's addresses and ports

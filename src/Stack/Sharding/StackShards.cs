@@ -10,7 +10,7 @@ namespace TunStack.Sharding;
 /// (against <see cref="NetStackOptions.MaxConnections"/>) and buffer memory (against
 /// <see cref="NetStackOptions.BufferMemoryLimit"/>). Thread-safe.
 /// </summary>
-public sealed class StackShards
+internal sealed class StackShards
 {
     private int _connections;
 

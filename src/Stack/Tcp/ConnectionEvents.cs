@@ -2,7 +2,7 @@ namespace TunStack.Tcp;
 
 /// <summary>What happened to a connection that the application side should look at (the engine's "actions out").</summary>
 [Flags]
-public enum ConnectionEvents
+internal enum ConnectionEvents
 {
     None = 0,
     /// <summary>The handshake completed (a passive open can be accepted; an active open can be used).</summary>
@@ -18,7 +18,7 @@ public enum ConnectionEvents
 }
 
 /// <summary>Why a connection ended.</summary>
-public enum CloseReason
+internal enum CloseReason
 {
     None,
     /// <summary>Both sides closed normally.</summary>

@@ -3,7 +3,7 @@ using TunStack.Wire;
 namespace TunStack.Tcp;
 
 /// <summary>The identity of a TCP connection (RFC 9293 §3.3.2), seen from our side. Works for IPv4 and IPv6.</summary>
-public readonly struct FourTuple : IEquatable<FourTuple>
+internal readonly struct FourTuple : IEquatable<FourTuple>
 {
     public readonly IpAddress LocalAddress;
     public readonly IpAddress RemoteAddress;

@@ -8,7 +8,7 @@ namespace TunStack.Tcp;
 /// remoteport, secretkey), where M is a clock ticking every 4 microseconds and F is a keyed PRF (SipHash-2-4).
 /// Off-path attackers cannot predict it, and successive connections on one 4-tuple still get increasing ISNs.
 /// </summary>
-public sealed class IsnGenerator
+internal sealed class IsnGenerator
 {
     private readonly ulong _k0;
     private readonly ulong _k1;

@@ -5,7 +5,7 @@ namespace TunStack.Tcp;
 /// separately, as in Linux: the half-open queue (connections in SYN-RECEIVED; beyond it SYN cookies answer, RFC 4987)
 /// and the accept queue (connections established and not yet accepted by the application: the <c>backlog</c>).
 /// </summary>
-public sealed class ListenEndpoint
+internal sealed class ListenEndpoint
 {
     internal ListenEndpoint(ushort port, int acceptBacklog, int halfOpenLimit)
     {

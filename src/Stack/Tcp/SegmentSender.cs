@@ -31,21 +31,25 @@ internal sealed class SegmentSender
         int optionsLength = options.WriteTo(tcp[TcpSegment.MinHeaderLength..]);
         int headerLength = TcpSegment.MinHeaderLength + optionsLength;
         TcpSegment.WriteHeader(tcp, tuple.LocalPort, tuple.RemotePort, seq.Value, ack.Value, flags, window, optionsLength);
-        payload.CopyTo(tcp[headerLength..]);
-        payloadContinued.CopyTo(tcp[(headerLength + payload.Length)..]);
         int payloadLength = payload.Length + payloadContinued.Length;
         int segmentLength = headerLength + payloadLength;
         var offloads = _stack.DeviceOffloads;
         PacketInfo info = default;
         if ((offloads & DeviceOffloads.Checksum) != 0)
         {
-            // The device completes the checksum from the TCP header on (RFC 9293 §3.1 over the pseudo-header).
+            // The device completes the checksum from the TCP header on (RFC 9293 §3.1 over the pseudo-header): the
+            // payload is only copied.
+            payload.CopyTo(tcp[headerLength..]);
+            payloadContinued.CopyTo(tcp[(headerLength + payload.Length)..]);
             TcpSegment.WritePartialChecksum(tcp[..segmentLength], tuple.LocalAddress, tuple.RemoteAddress);
             info = info with { Checksum = ChecksumStatus.Partial };
         }
         else
         {
-            TcpSegment.WriteChecksum(tcp[..segmentLength], tuple.LocalAddress, tuple.RemoteAddress);
+            // One pass over the payload: copied out of the send ring and summed on the way; then only the
+            // pseudo-header and the header are summed.
+            uint payloadSum = Checksum.CopyAndAdd(payload, payloadContinued, tcp[headerLength..], 0);
+            TcpSegment.WriteChecksum(tcp[..segmentLength], headerLength, payloadSum, tuple.LocalAddress, tuple.RemoteAddress);
         }
         if (segmentSize > 0 && payloadLength > segmentSize)
         {

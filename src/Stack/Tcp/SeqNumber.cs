@@ -4,7 +4,7 @@ namespace TunStack.Tcp;
 /// A 32-bit TCP sequence number with modulo-2^32 arithmetic (RFC 9293 §3.4). All comparisons are wrap-safe:
 /// a &lt; b means "b is ahead of a by less than 2^31". No raw uint comparison of sequence numbers exists elsewhere.
 /// </summary>
-public readonly struct SeqNumber : IEquatable<SeqNumber>
+internal readonly struct SeqNumber : IEquatable<SeqNumber>
 {
     public readonly uint Value;
 

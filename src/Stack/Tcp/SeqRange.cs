@@ -1,7 +1,7 @@
 namespace TunStack.Tcp;
 
 /// <summary>A range of sequence space [<see cref="Start"/>, <see cref="End"/>), modulo 2^32.</summary>
-public readonly record struct SeqRange(SeqNumber Start, SeqNumber End)
+internal readonly record struct SeqRange(SeqNumber Start, SeqNumber End)
 {
     public int Length => End - Start;
     public bool IsEmpty => End <= Start;

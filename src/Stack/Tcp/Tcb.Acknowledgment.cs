@@ -9,7 +9,7 @@ namespace TunStack.Tcp;
 // acknowledgments update the scoreboard of segments in flight (RFC 6675), RACK-TLP decides what is lost (RFC 8985),
 // and fast recovery retransmits it at the pace proportional rate reduction allows (RFC 6937). A peer without SACK
 // gets NewReno's duplicate-ACK recovery (RFC 6582) with limited transmit (RFC 3042).
-public sealed partial class Tcb
+internal sealed partial class Tcb
 {
     private CongestionControl? _cc;
     private long _initialWindow;
@@ -129,6 +129,8 @@ public sealed partial class Tcb
         if (ack >= previousUna && (ack > previousUna || _sndWl1 < seq || (_sndWl1 == seq && _sndWl2 <= ack)))
         {
             if (window > SndWnd) RequestOutput();
+            if (SndWnd == 0 && window > 0 && _inTimeoutRecovery)
+                ForgetProbesIntoZeroWindow();
             SndWnd = window;
             _maxSndWnd = Math.Max(_maxSndWnd, window);
             _sndWl1 = seq;
@@ -168,6 +170,23 @@ public sealed partial class Tcb
         if (delivered > 0 || isDuplicateAck || InRecovery || _lostBytes > _retransmittedLostBytes)
             RequestOutput();
         return DropReason.None;
+    }
+
+    /// <summary>
+    /// The peer opens a window it had shrunk to zero below data in flight (SHLD-17). What the retransmission timer sent
+    /// meanwhile were probes the peer could not take: they are not in the network, so the data is sent again now rather
+    /// than at the next, backed-off timeout.
+    /// </summary>
+    private void ForgetProbesIntoZeroWindow()
+    {
+        for (int i = 0; i < _sent.Count; i++)
+        {
+            ref var s = ref _sent[i];
+            if (!s.Is(SentFlags.RetransmittedSinceLost)) continue;
+            s.Flags &= ~SentFlags.RetransmittedSinceLost;
+            _retransmittedLostBytes -= s.Length;
+        }
+        RequestOutput();
     }
 
     /// <summary>
@@ -238,6 +257,7 @@ public sealed partial class Tcb
         if (rtt < 0) return;
         _rto.AddSample(rtt);
         if (rtt < _minRtt) _minRtt = rtt;
+        _stack.Observer?.OnRttSample(this, rtt);
     }
 
     /// <summary>

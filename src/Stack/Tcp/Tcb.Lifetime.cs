@@ -7,7 +7,7 @@ namespace TunStack.Tcp;
 // How a connection ends on its own or reacts to the network: the application releasing it (close(2) on a socket),
 // the FIN-WAIT-2 timeout, keep-alives (RFC 9293 §3.8.4), reopening from TIME-WAIT (RFC 6191), and ICMP errors
 // (RFC 1122 §4.2.3.9, RFC 5927, RFC 1191 path MTU discovery).
-public sealed partial class Tcb
+internal sealed partial class Tcb
 {
     private bool _released;
     private long _finWait2Deadline = Never;
@@ -152,7 +152,7 @@ public sealed partial class Tcb
                     return DropReason.None;
             }
         }
-        SoftError = "time exceeded";
+        SoftError = type == IcmpV4Packet.TypeParameterProblem ? "parameter problem" : "time exceeded";
         return DropReason.None;
     }
 

@@ -5,7 +5,7 @@ namespace TunStack.Tcp;
 
 // Active OPEN (RFC 9293 §3.10.1) and the SYN-SENT state (§3.10.7.3): our SYN, the peer's SYN-ACK (or its SYN, for a
 // simultaneous open), or its refusal.
-public sealed partial class Tcb
+internal sealed partial class Tcb
 {
     /// <summary>The connection began with our SYN (active OPEN); remembered through SYN-RECEIVED (MUST-11).</summary>
     public bool IsActiveOpen { get; private set; }

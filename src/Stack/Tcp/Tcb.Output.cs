@@ -7,7 +7,7 @@ namespace TunStack.Tcp;
 // Sending: the SYN-ACK; segments deemed lost (first); new data within the peer's window and the congestion window,
 // with Nagle's algorithm and sender silly-window avoidance; the FIN; pure ACKs; window and loss probes. Called by the
 // stack after input, application calls and timers (never re-entrantly).
-public sealed partial class Tcb
+internal sealed partial class Tcb
 {
     private bool _synToSend;
     private long _synTransmitTime = -1;

@@ -6,7 +6,7 @@ namespace TunStack.Tcp;
 
 // The receiving half: segment text into the receive ring (in order, or held out of order until the gap fills), the
 // window we advertise, when we acknowledge, which SACK blocks we report, and timestamps (RFC 7323).
-public sealed partial class Tcb
+internal sealed partial class Tcb
 {
     /// <summary>Out-of-order ranges held beyond RCV.NXT; created on the first out-of-order segment.</summary>
     private Reassembler? _reassembler;

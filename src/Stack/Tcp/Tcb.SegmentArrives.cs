@@ -6,7 +6,7 @@ namespace TunStack.Tcp;
 
 // RFC 9293 §3.10.7 "SEGMENT ARRIVES", for a connection that has a TCB. The checks run in the RFC's order:
 // sequence number, RST, SYN, ACK, (URG), segment text, FIN. LISTEN and CLOSED are handled in TcpLayer.
-public sealed partial class Tcb
+internal sealed partial class Tcb
 {
     /// <summary>What the latest segment turned out to be, for the trace (out of order, duplicate, ...).</summary>
     internal TraceNote ArrivalNote;

@@ -8,7 +8,7 @@ namespace TunStack.Tcp;
 // is due:
 //   retransmission (RFC 6298)          loss probe (RFC 8985 §7)      reordering (RFC 8985 §6.3)
 //   persist, for zero windows (RFC 9293 §3.8.6.1)    delayed ACK (RFC 9293 §3.8.6.3)    TIME-WAIT (§3.10.8)
-public sealed partial class Tcb
+internal sealed partial class Tcb
 {
     internal const long Never = long.MaxValue;
     /// <summary>RFC 8985 §7.2 WCDelAckT: the worst-case delayed-ACK time a loss probe waits for when one segment is out.</summary>
@@ -126,11 +126,13 @@ public sealed partial class Tcb
             return;
         }
         SetState(TcpState.TimeWait, "FIN");
+        ushort window = AdvertisedWindow();
         var record = new TimeWaitRecord
         {
             Iss = Iss, Irs = Irs, SndNxt = SndNxt, RcvNxt = RcvNxt,
             Timestamps = TimestampsEnabled, TsRecent = _tsRecent, TsOffset = _timestampOffset,
-            Window = AdvertisedWindow(),
+            Window = window,
+            WindowBytes = window << _rcvWndShift,
             Deadline = Now + 2 * _stack.Options.MslMicros,
         };
         _stack.Tcp.MoveToTimeWait(this, record);
@@ -252,8 +254,12 @@ public sealed partial class Tcb
         if (_sent.IsEmpty)
             return;
 
+        // SHLD-17 (§3.8.6.2.1): the peer shrank its window to zero below data in flight and keeps answering. Our
+        // retransmissions are then zero-window probes, and do not time the connection out — unless the peer has been
+        // silent for two of the largest RTOs, or the application has let the connection go (as Linux does).
+        bool shrunkWindowAnswered = SndWnd == 0 && !_released && Now - _lastReceiveTime <= 2 * _stack.Options.MaxRtoMicros;
         // RFC 9293 §3.8.3 (R2): give up on the connection.
-        if (++_retransmitCount > _stack.Options.MaxRetransmissions)
+        if (!shrunkWindowAnswered && ++_retransmitCount > _stack.Options.MaxRetransmissions)
         {
             GiveUp();
             return;

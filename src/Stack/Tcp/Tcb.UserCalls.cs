@@ -3,7 +3,7 @@ using TunStack.Wire;
 namespace TunStack.Tcp;
 
 // The user interface of RFC 9293 §3.9.1 and its event processing in §3.10: SEND, RECEIVE, CLOSE, ABORT.
-public sealed partial class Tcb
+internal sealed partial class Tcb
 {
     /// <summary>SEND (RFC 9293 §3.10.2): queues as much of <paramref name="data"/> as the send buffer takes.</summary>
     public int Send(ReadOnlySpan<byte> data)

@@ -20,7 +20,7 @@ namespace TunStack.Tcp;
 /// <item><c>Tcb.UserCalls.cs</c> — SEND, RECEIVE, CLOSE, ABORT (RFC 9293 §3.10).</item>
 /// </list>
 /// </summary>
-public sealed partial class Tcb
+internal sealed partial class Tcb
 {
     private readonly NetStack _stack;
     private readonly ByteRing _sendBuffer;

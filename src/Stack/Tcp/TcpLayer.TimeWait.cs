@@ -55,7 +55,7 @@ internal sealed partial class TcpLayer
         // the 4-tuple. The new ISN lies beyond everything the old one sent (MAY-2); if the listener cannot take the
         // SYN, the record stays as it was.
         if ((flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst | TcpFlags.Fin)) == TcpFlags.Syn
-            && _listeners.TryGetValue(seg.DestinationPort, out var listener) && IsNewIncarnation(record, seq, options))
+            && FindListener(tuple) is { } listener && IsNewIncarnation(record, seq, options))
         {
             if (listener.HalfOpenCount >= listener.HalfOpenLimit && !_stack.Options.SynCookies || listener.AcceptQueueFull)
             {
@@ -88,8 +88,9 @@ internal sealed partial class TcpLayer
                 Trace(tuple, seg, options, detached, DropReason.None, TcpState.Closed);
                 return DropReason.None;
             }
+            // §3.10.7.4 first check: one outside RCV.NXT..RCV.NXT+RCV.WND-1 is dropped silently.
             drop = DropReason.Unacceptable;
-            ack = seq.InRange(record.RcvNxt, record.RcvNxt + 65536);
+            ack = seq.InRange(record.RcvNxt, record.RcvNxt + record.WindowBytes);
         }
         else if ((flags & TcpFlags.Fin) != 0)
         {
@@ -97,6 +98,12 @@ internal sealed partial class TcpLayer
             // restart the 2 MSL timeout."
             _timeWait.Restart(tuple, _stack.Now + 2 * _stack.Options.MslMicros);
             drop = DropReason.None;
+            ack = true;
+        }
+        else if ((flags & TcpFlags.Ack) != 0 && new SeqNumber(seg.AcknowledgmentNumber) > record.SndNxt)
+        {
+            // §3.10.7.4 fifth check (RFC 5961 §5.2): an ACK of something never sent is discarded and answered with an ACK.
+            drop = DropReason.Unacceptable;
             ack = true;
         }
         else if ((flags & TcpFlags.Syn) != 0 || seg.Payload.Length > 0 || seq != record.RcvNxt)

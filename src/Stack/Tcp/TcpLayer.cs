@@ -118,7 +118,7 @@ internal sealed partial class TcpLayer
         }
         if (_timeWait.TryGet(tuple, out var record))
             return TimeWaitSegmentArrives(tuple, ref record, seg, options);
-        if (_listeners.TryGetValue(seg.DestinationPort, out var listener))
+        if (FindListener(tuple) is { } listener)
             return ListenSegmentArrives(listener, tuple, seg, options);
         return ClosedSegmentArrives(tuple, seg, options);
     }

@@ -18,6 +18,8 @@ internal struct TimeWaitRecord
     public uint TsOffset;
     /// <summary>The window field our ACKs carry.</summary>
     public ushort Window;
+    /// <summary>RCV.WND in bytes: the window field scaled, what the acceptability test of §3.10.7.4 uses.</summary>
+    public int WindowBytes;
     public long Deadline;
 }
 

@@ -3,28 +3,45 @@ namespace TunStack.Wire;
 /// <summary>Why an incoming packet was discarded. The packet path returns one of these instead of throwing.</summary>
 public enum DropReason
 {
+    /// <summary>Not dropped.</summary>
     None = 0,
     // IP layer
+    /// <summary>Shorter than the smallest header.</summary>
     TooShort,
+    /// <summary>The IP version is neither 4 nor 6.</summary>
     BadIpVersion,
+    /// <summary>IPv4: the header length (IHL) is below 5 words or runs past the packet.</summary>
     BadIpHeaderLength,
+    /// <summary>IPv4: the total length is smaller than the header or larger than the packet.</summary>
     BadIpTotalLength,
+    /// <summary>IPv4: the header checksum is wrong (RFC 791).</summary>
     BadIpChecksum,
     /// <summary>A fragment: IPv4 MF or a fragment offset, or an IPv6 Fragment header that is not atomic. No reassembly.</summary>
     IpFragment,
+    /// <summary>The destination is not one of the stack's addresses (and no forwarding listener takes it).</summary>
     NotForUs,
+    /// <summary>IPv4: neither TCP nor ICMP.</summary>
     UnsupportedProtocol,
     // TCP layer
+    /// <summary>The TCP data offset is below 5 words or runs past the segment.</summary>
     BadTcpDataOffset,
+    /// <summary>The TCP checksum (with the pseudo-header) is wrong.</summary>
     BadTcpChecksum,
+    /// <summary>A TCP option's length is malformed (RFC 9293 §3.1).</summary>
     BadTcpOption,
     // ICMP
+    /// <summary>The ICMP checksum is wrong.</summary>
     BadIcmpChecksum,
+    /// <summary>An ICMP type the stack does not handle.</summary>
     UnsupportedIcmp,
     // TCP state machine
+    /// <summary>No connection and no listener: answered with RST (RFC 9293 §3.10.7.1).</summary>
     NoListener,
+    /// <summary>Not acceptable for the connection's receive window (RFC 9293 §3.10.7.4).</summary>
     Unacceptable,
+    /// <summary>The listener's half-open queue is full and SYN cookies are off.</summary>
     BacklogFull,
+    /// <summary>Not meaningful in the connection's state (an ACK to LISTEN, an old duplicate, ...).</summary>
     Stale,
     // Appended: ICMP echo responder
     /// <summary>The caller's output buffer cannot hold the reply.</summary>

@@ -7,7 +7,7 @@ namespace TunStack.Wire;
 /// checksum once; afterwards every accessor is in bounds. <see cref="Identifier"/> and <see cref="SequenceNumber"/>
 /// are the echo fields (bytes 4–7, "rest of header"); for other types they are whatever those bytes hold.
 /// </summary>
-public readonly ref struct IcmpV4Packet
+internal readonly ref struct IcmpV4Packet
 {
     // Field offsets (RFC 792, "Echo or Echo Reply Message").
     private const int TypeOffset = 0;
@@ -21,6 +21,7 @@ public readonly ref struct IcmpV4Packet
     public const byte TypeDestinationUnreachable = 3;
     public const byte TypeEchoRequest = 8;
     public const byte TypeTimeExceeded = 11;
+    public const byte TypeParameterProblem = 12;
 
     private readonly ReadOnlySpan<byte> _message; // the whole ICMP message: header + data
 

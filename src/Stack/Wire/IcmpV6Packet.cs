@@ -8,7 +8,7 @@ namespace TunStack.Wire;
 /// in bounds. Every ICMPv6 message has at least the 4-byte type/code/checksum header and a 4-byte field after it:
 /// identifier and sequence number for echo (§4.1), the MTU for Packet Too Big (§3.2), unused or a pointer otherwise.
 /// </summary>
-public readonly ref struct IcmpV6Packet
+internal readonly ref struct IcmpV6Packet
 {
     // Field offsets (RFC 4443 §2.1, §3.2, §4.1).
     private const int TypeOffset = 0;
@@ -56,6 +56,29 @@ public readonly ref struct IcmpV6Packet
     public ReadOnlySpan<byte> Bytes => _message;
 
     public bool IsError => Type < 128;
+
+    /// <summary>
+    /// An error message quotes as much of the offending packet as fits (RFC 4443 §2.4 (c)). For a quoted TCP segment
+    /// (directly after the IPv6 header), reads its addresses, ports and sequence number; false otherwise.
+    /// </summary>
+    public bool TryGetQuotedTcp(out IpAddress source, out IpAddress destination, out ushort sourcePort,
+        out ushort destinationPort, out uint sequence)
+    {
+        source = destination = default;
+        sourcePort = destinationPort = 0;
+        sequence = 0;
+        if (!IsError || !Ipv6Packet.TryParseQuoted(Payload, out var quoted, out _) || quoted.Protocol != IpProtocol.Tcp)
+            return false;
+        var tcp = quoted.Payload;
+        if (tcp.Length < 8)
+            return false;
+        source = quoted.Source;
+        destination = quoted.Destination;
+        sourcePort = BinaryPrimitives.ReadUInt16BigEndian(tcp);
+        destinationPort = BinaryPrimitives.ReadUInt16BigEndian(tcp[2..]);
+        sequence = BinaryPrimitives.ReadUInt32BigEndian(tcp[4..]);
+        return true;
+    }
     public bool IsEchoRequest => Type == TypeEchoRequest && Code == 0;
 
     /// <summary>

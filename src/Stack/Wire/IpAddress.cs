@@ -7,7 +7,7 @@ namespace TunStack.Wire;
 /// An IPv4 or IPv6 address as a 16-byte value type, so 4-tuples hash and compare without allocation.
 /// IPv4 addresses are held in their IPv4-mapped IPv6 form (::ffff:a.b.c.d, RFC 4291 §2.5.5.2).
 /// </summary>
-public readonly struct IpAddress : IEquatable<IpAddress>
+internal readonly struct IpAddress : IEquatable<IpAddress>
 {
     private const ulong V4MappedPrefix = 0x0000_FFFF_0000_0000UL;
     private readonly ulong _high;
@@ -52,6 +52,12 @@ public readonly struct IpAddress : IEquatable<IpAddress>
         BinaryPrimitives.WriteUInt64BigEndian(destination[8..], _low);
         return 16;
     }
+
+    /// <summary>
+    /// The bytes <see cref="WriteTo"/> writes, as a sum congruent modulo 0xFFFF to the sum of their 16-bit big-endian
+    /// words (a 32-bit half counts as its two words, since 2^16 ≡ 1): the address's share of a pseudo-header checksum.
+    /// </summary>
+    internal ulong SumOfWords() => IsV4 ? V4Value : (_high >> 32) + (uint)_high + (_low >> 32) + (uint)_low;
 
     public static IpAddress FromIPAddress(IPAddress address)
     {

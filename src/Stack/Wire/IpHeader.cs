@@ -4,7 +4,7 @@ namespace TunStack.Wire;
 /// The IP header in front of an outgoing upper-layer message, IPv4 or IPv6 by the family of the addresses, so the
 /// code that builds TCP segments and ICMP messages does not care which family a connection uses.
 /// </summary>
-public static class IpHeader
+internal static class IpHeader
 {
     /// <summary>Bytes of IP header we write for packets from <paramref name="source"/>: 20 (IPv4) or 40 (IPv6).</summary>
     public static int LengthFor(IpAddress source) =>

@@ -1,7 +1,7 @@
 namespace TunStack.Wire;
 
 /// <summary>IANA protocol numbers the stack understands.</summary>
-public static class IpProtocol
+internal static class IpProtocol
 {
     public const byte Icmp = 1;
     public const byte Tcp = 6;

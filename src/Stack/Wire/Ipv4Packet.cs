@@ -7,7 +7,7 @@ namespace TunStack.Wire;
 /// <see cref="TryParse"/> checks version, header length, total length and header checksum once;
 /// afterwards every accessor is in bounds.
 /// </summary>
-public readonly ref struct Ipv4Packet
+internal readonly ref struct Ipv4Packet
 {
     // Field offsets (RFC 791 §3.1), named in one place.
     private const int VersionIhlOffset = 0;

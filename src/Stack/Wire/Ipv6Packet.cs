@@ -3,13 +3,13 @@ using System.Buffers.Binary;
 namespace TunStack.Wire;
 
 /// <summary>
-/// A validated, zero-copy view of an IPv6 packet (RFC 8200 §3). <see cref="TryParse"/> checks the version and the
+/// A validated, zero-copy view of an IPv6 packet (RFC 8200 §3). <c>TryParse</c> checks the version and the
 /// Payload Length against the buffer, then walks the extension headers (RFC 8200 §4) with every length checked:
 /// Hop-by-Hop Options, Routing (Segments Left 0) and Destination Options are skipped, an atomic Fragment header
 /// (RFC 6946) is skipped, a real fragment is rejected (no reassembly). Afterwards <see cref="Protocol"/> is the
 /// upper-layer Next Header value and <see cref="Payload"/> its bytes, and every accessor is in bounds.
 /// </summary>
-public readonly ref struct Ipv6Packet
+internal readonly ref struct Ipv6Packet
 {
     // Field offsets (RFC 8200 §3), named in one place.
     private const int VersionClassFlowOffset = 0;

@@ -6,14 +6,14 @@ namespace TunStack.Wire;
 /// One SACK block (RFC 2018 §3): the receiver holds the bytes from <see cref="Left"/> up to, not including,
 /// <see cref="Right"/>. Raw 32-bit sequence numbers, as on the wire.
 /// </summary>
-public readonly record struct SackBlock(uint Left, uint Right)
+internal readonly record struct SackBlock(uint Left, uint Right)
 {
     public override string ToString() => $"{Left}:{Right}";
 }
 
 /// <summary>Up to four SACK blocks stored inline, so options stay a plain value with no allocation.</summary>
 [InlineArray(TcpOptions.MaxSackBlocks)]
-public struct SackBlockArray
+internal struct SackBlockArray
 {
     private SackBlock _first;
 }

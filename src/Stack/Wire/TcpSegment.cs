@@ -7,7 +7,7 @@ namespace TunStack.Wire;
 /// once; accessors never read out of bounds. The checksum needs the IP pseudo-header, so it is verified by
 /// <see cref="VerifyChecksum"/>.
 /// </summary>
-public readonly ref struct TcpSegment
+internal readonly ref struct TcpSegment
 {
     // Field offsets (RFC 9293 §3.1 Figure 1).
     private const int SourcePortOffset = 0;
@@ -114,5 +114,25 @@ public readonly ref struct TcpSegment
         BinaryPrimitives.WriteUInt16BigEndian(segment[ChecksumOffset..], 0);
         uint sum = Wire.Checksum.PseudoHeader(source, destination, IpProtocol.Tcp, segment.Length);
         BinaryPrimitives.WriteUInt16BigEndian(segment[ChecksumOffset..], Wire.Checksum.Finish(Wire.Checksum.Add(sum, segment)));
+    }
+
+    /// <summary>
+    /// Computes and stores the checksum of a complete segment whose payload has been summed already (by
+    /// <see cref="Wire.Checksum.CopyAndAdd(ReadOnlySpan{byte}, Span{byte}, uint)"/> while it was copied in): only the
+    /// pseudo-header and the <paramref name="headerLength"/> header bytes are read here.
+    /// </summary>
+    /// <param name="segment">Header and payload, exactly the segment's length.</param>
+    /// <param name="headerLength">The header's length, a multiple of 4 (so the payload's words start at an even offset).</param>
+    /// <param name="payloadSum">The partial sum of the payload bytes <c>segment[headerLength..]</c>, starting from 0.</param>
+    /// <param name="source">The IP source address, for the pseudo-header.</param>
+    /// <param name="destination">The IP destination address, for the pseudo-header.</param>
+    public static void WriteChecksum(Span<byte> segment, int headerLength, uint payloadSum, IpAddress source, IpAddress destination)
+    {
+        if ((headerLength & 3) != 0 || headerLength < MinHeaderLength || headerLength > segment.Length)
+            throw new ArgumentOutOfRangeException(nameof(headerLength), headerLength, "A TCP header is 20 to 60 bytes in 32-bit words.");
+        BinaryPrimitives.WriteUInt16BigEndian(segment[ChecksumOffset..], 0);
+        uint sum = Wire.Checksum.PseudoHeader(source, destination, IpProtocol.Tcp, segment.Length);
+        sum = Wire.Checksum.Add(sum + payloadSum, segment[..headerLength]);
+        BinaryPrimitives.WriteUInt16BigEndian(segment[ChecksumOffset..], Wire.Checksum.Finish(sum));
     }
 }

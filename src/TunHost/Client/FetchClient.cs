@@ -1,17 +1,15 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using TunStack.Api;
-using TunStack.Diagnostics;
-using TunStack.Host.Linux;
-using TunStack.Runtime;
-using TunStack.Wire;
+using TunStack;
+using TunStack.Linux;
 
 namespace TunStack.Host.Client;
 
 /// <summary>What <c>tunstack fetch</c> was asked to do.</summary>
+/// <param name="Explain">Narrate the handshake and the close (<c>--explain</c>), on standard error with the trace.</param>
 public sealed record FetchOptions(string TunName, string Address, int Mtu, bool Trace, string Url, string? OutputFile, TimeSpan Timeout,
-    bool Offload = true);
+    bool Offload = true, bool Explain = false);
 
 /// <summary>
 /// <c>tunstack fetch URL</c>: the client side of TCP through our engine. Opens (or attaches to) the TUN device, connects
@@ -43,7 +41,7 @@ public static class FetchClient
         {
             device = TunDevice.Open(options.TunName, options.Mtu, options.Offload);
         }
-        catch (TunDeviceException e) when (e.Errno == Native.EBUSY)
+        catch (TunDeviceException e) when (e.IsBusy)
         {
             return Fail(error, ExitCodes.Failure,
                 $"{options.TunName} is held by another process — a tunstack server on the same single-queue TUN device? " +
@@ -54,21 +52,21 @@ public static class FetchClient
             return Fail(error, ExitCodes.Failure, e.Message);
         }
 
-        using (device)
+        var host = await TunStackHost.StartAsync(device, new TunStackOptions
         {
-            var stack = new NetStack(new NetStackOptions
-            {
-                Address = IpAddress.FromIPAddress(local),
-                Mtu = options.Mtu,
-                ConnectTimeoutMicros = (long)options.Timeout.TotalMicroseconds,
-            }, options.Trace ? new TextTracer(error) : null);
-            using var loop = new EventLoop(stack, device);
-            loop.Start();
+            Addresses = [local],
+            Mtu = options.Mtu,
+            ConnectTimeout = options.Timeout,
+            SegmentTrace = options.Trace ? error : null,
+            Explain = options.Explain ? error : null,
+        }, cancellationToken).ConfigureAwait(false);
+        await using (host.ConfigureAwait(false))
+        {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(options.Timeout);
             try
             {
-                return await FetchAsync(loop, remote, hostHeader, target, options.OutputFile, error, timeout.Token).ConfigureAwait(false);
+                return await FetchAsync(host, remote, hostHeader, target, options.OutputFile, error, timeout.Token).ConfigureAwait(false);
             }
             catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
             {
@@ -86,21 +84,17 @@ public static class FetchClient
             {
                 return Fail(error, ExitCodes.BadResponse, $"bad response from {remote}: {e.Message}");
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or SocketException)
             {
                 return Fail(error, ExitCodes.Failure, $"connection to {remote} failed: {e.Message}");
-            }
-            finally
-            {
-                loop.Stop();
             }
         }
     }
 
-    private static async Task<int> FetchAsync(EventLoop loop, IPEndPoint remote, string host, string target, string? outputFile,
+    private static async Task<int> FetchAsync(TunStackHost stack, IPEndPoint remote, string host, string target, string? outputFile,
         TextWriter error, CancellationToken cancellationToken)
     {
-        var connection = await loop.ConnectAsync(remote, cancellationToken).ConfigureAwait(false);
+        var connection = await stack.ConnectAsync(remote, cancellationToken).ConfigureAwait(false);
         HttpResponseHead head;
         long length;
         await using (connection.ConfigureAwait(false))
@@ -118,13 +112,13 @@ public static class FetchClient
             await DrainAsync(connection, cancellationToken).ConfigureAwait(false);
         }
         // Wait for the closing handshake, not for TIME-WAIT (2·MSL) to pass.
-        await connection.Finished.WaitAsync(TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
+        await connection.Closed.WaitAsync(TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
         if (head.Status is < 200 or > 299)
             return Fail(error, ExitCodes.HttpError, $"HTTP {head.Status} {head.Reason} from {remote} ({length} body bytes)");
         return ExitCodes.Success;
     }
 
-    private static async Task DrainAsync(TcpConnection connection, CancellationToken cancellationToken)
+    private static async Task DrainAsync(TunStackConnection connection, CancellationToken cancellationToken)
     {
         using var grace = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         grace.CancelAfter(TimeSpan.FromSeconds(2));

@@ -45,7 +45,7 @@ internal static class KernelReferenceCommand
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
 
         var console = TextWriter.Synchronized(new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = true });
-        IConnectionService[] services = [new HttpService(), new EchoService(), new DiscardService()];
+        IService[] services = [new HttpService(), new EchoService(), new DiscardService()];
         await using var server = new KernelReferenceServer(address, services, console);
         try
         {

@@ -1,18 +1,18 @@
 using System.Net;
 using System.Net.Sockets;
-using TunStack.Api;
+using TunStack;
 using TunStack.Host.Services;
 
 namespace TunStack.Host.KernelReference;
 
 /// <summary>
-/// Serves the stack's own <see cref="IConnectionService"/>s over ordinary kernel sockets, so that an end-to-end
+/// Serves the stack's own services (<see cref="IConnectionService"/>, <see cref="IStreamService"/>) over ordinary kernel sockets, so that an end-to-end
 /// benchmark can put the Linux TCP implementation beside ours with exactly the same application code on top.
 /// </summary>
 /// <remarks>
 /// One accept loop per service; each accepted socket becomes a <see cref="SocketDuplexPipe"/> and is handed to the
 /// service like a stack connection. The kernel does not expose a connection's initial sequence numbers, so
-/// <see cref="ConnectionInfo"/> carries 0 for both; both MSS fields carry the kernel's effective send MSS
+/// <see cref="TcpConnectionInfo"/> carries 0 for both; both MSS fields carry the kernel's effective send MSS
 /// (TCP_MAXSEG). Sockets get TCP_NODELAY, as most servers set it.
 /// </remarks>
 internal sealed class KernelReferenceServer : IAsyncDisposable
@@ -23,11 +23,11 @@ internal sealed class KernelReferenceServer : IAsyncDisposable
     private const int IpProtoTcp = 6;
     private const int TcpMaxSeg = 2;
 
-    private readonly IReadOnlyList<IConnectionService> _services;
+    private readonly IReadOnlyList<IService> _services;
     private readonly List<Socket> _listeners = [];
     private readonly TextWriter _log;
 
-    public KernelReferenceServer(IPAddress address, IReadOnlyList<IConnectionService> services, TextWriter log)
+    public KernelReferenceServer(IPAddress address, IReadOnlyList<IService> services, TextWriter log)
     {
         ArgumentNullException.ThrowIfNull(address);
         Address = address;
@@ -43,7 +43,7 @@ internal sealed class KernelReferenceServer : IAsyncDisposable
     /// <summary>Binds and listens on every service's port. Throws <see cref="SocketException"/> when a port cannot be bound.</summary>
     public void Listen()
     {
-        foreach (IConnectionService service in _services)
+        foreach (IService service in _services)
         {
             var listener = new Socket(Address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
             try
@@ -73,7 +73,7 @@ internal sealed class KernelReferenceServer : IAsyncDisposable
         return Task.WhenAll(_services.Select((service, i) => AcceptLoopAsync(service, _listeners[i], cancellationToken)));
     }
 
-    private async Task AcceptLoopAsync(IConnectionService service, Socket listener, CancellationToken cancellationToken)
+    private async Task AcceptLoopAsync(IService service, Socket listener, CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)
         {
@@ -99,15 +99,21 @@ internal sealed class KernelReferenceServer : IAsyncDisposable
         }
     }
 
-    private async Task ServeAsync(IConnectionService service, Socket socket, CancellationToken cancellationToken)
+    private async Task ServeAsync(IService service, Socket socket, CancellationToken cancellationToken)
     {
+        if (service is IStreamService streamService)
+        {
+            await ServeStreamAsync(streamService, socket, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        var connectionService = (IConnectionService)service;
         var pipe = new SocketDuplexPipe(socket);
-        ConnectionInfo? info = null;
+        TcpConnectionInfo? info = null;
         try
         {
             socket.NoDelay = true;
             info = Describe(socket);
-            await service.HandleAsync(pipe, info, cancellationToken).ConfigureAwait(false);
+            await connectionService.HandleAsync(pipe, info, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
@@ -124,12 +130,35 @@ internal sealed class KernelReferenceServer : IAsyncDisposable
         }
     }
 
-    private static ConnectionInfo Describe(Socket socket)
+    /// <summary>A stream service over the socket as <see cref="NetworkStream"/>; half-close is shutdown(SHUT_WR).</summary>
+    private async Task ServeStreamAsync(IStreamService service, Socket socket, CancellationToken cancellationToken)
+    {
+        try
+        {
+            socket.NoDelay = true;
+            await using var stream = new NetworkStream(socket, ownsSocket: false);
+            await service.HandleAsync(stream, () => socket.Shutdown(SocketShutdown.Send), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            // Reset by the peer or shutting down: nothing to report.
+        }
+        catch (Exception e)
+        {
+            _log.WriteLine($"tunstack kernel-reference: {service.Name} failed: {e.Message}");
+        }
+        finally
+        {
+            socket.Dispose();
+        }
+    }
+
+    private static TcpConnectionInfo Describe(Socket socket)
     {
         Span<byte> value = stackalloc byte[sizeof(int)];
         int length = socket.GetRawSocketOption(IpProtoTcp, TcpMaxSeg, value);
         ushort mss = length == sizeof(int) ? (ushort)Math.Clamp(BitConverter.ToInt32(value), 0, ushort.MaxValue) : (ushort)0;
-        return new ConnectionInfo(
+        return new TcpConnectionInfo(
             (IPEndPoint)socket.LocalEndPoint!,
             (IPEndPoint)socket.RemoteEndPoint!,
             PeerInitialSequence: 0,

@@ -1,19 +1,21 @@
-using System.IO.Pipelines;
-using TunStack.Api;
+using System.Buffers;
 
 namespace TunStack.Host.Services;
 
 /// <summary>
-/// Discard protocol (RFC 863): everything received is thrown away; nothing is ever sent.
-/// Our side closes once the peer has closed its side, or when it sent nothing for <see cref="IdleTimeout"/>.
+/// Discard protocol (RFC 863): everything received is thrown away; nothing is ever sent. Our side closes once the peer
+/// has closed its side, or when it sent nothing for <see cref="IdleTimeout"/>. Written on the
+/// public stream API (<see cref="TunStackStream"/>).
 /// </summary>
-public sealed class DiscardService : IConnectionService
+public sealed class DiscardService : IStreamService
 {
     private long _bytesDiscarded;
     private IdleMonitor? _idle;
 
+    /// <inheritdoc />
     public string Name => "discard";
 
+    /// <inheritdoc />
     public ushort Port { get; init; } = 9;
 
     /// <summary>How long a connection may wait for its peer (<see cref="IdleMonitor"/>); infinite: forever.</summary>
@@ -27,40 +29,38 @@ public sealed class DiscardService : IConnectionService
     /// <summary>Total bytes received and dropped, over all connections.</summary>
     public long BytesDiscarded => Interlocked.Read(ref _bytesDiscarded);
 
-    public async Task HandleAsync(IDuplexPipe transport, ConnectionInfo info, CancellationToken cancellationToken)
+    /// <inheritdoc />
+    public async Task HandleAsync(Stream stream, Action completeWrites, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(transport);
-        PipeReader input = transport.Input;
-        PipeWriter output = transport.Output;
-        using IdleWatch idle = Idle.Watch(input, output, cancellationToken);
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(completeWrites);
+        using IdleWatch idle = Idle.WatchStream(cancellationToken);
+        var token = idle.Token;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
         try
         {
             while (true)
             {
                 idle.BeginWait();
-                ReadResult result = await input.ReadAsync().ConfigureAwait(false);
+                int n = await stream.ReadAsync(buffer, token).ConfigureAwait(false);
                 idle.EndWait();
-                long length = result.Buffer.Length;
-                input.AdvanceTo(result.Buffer.End);
-                if (length > 0)
-                {
-                    Interlocked.Add(ref _bytesDiscarded, length);
-                }
-
-                if (result.IsCompleted || result.IsCanceled)
-                {
+                if (n == 0)
                     break;
-                }
+                Interlocked.Add(ref _bytesDiscarded, n);
             }
+            completeWrites();
         }
-        catch (Exception)
+        catch (OperationCanceledException) when (idle is { Expired: true, Stopped: false })
+        {
+            completeWrites(); // nothing from the peer for IdleTimeout: our FIN
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
         {
             // Reset, abort or shutdown.
         }
         finally
         {
-            await PipeCompletion.CompleteQuietlyAsync(output).ConfigureAwait(false);
-            await PipeCompletion.CompleteQuietlyAsync(input).ConfigureAwait(false);
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 }

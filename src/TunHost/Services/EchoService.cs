@@ -1,21 +1,22 @@
 using System.Buffers;
-using System.IO.Pipelines;
-using TunStack.Api;
 
 namespace TunStack.Host.Services;
 
 /// <summary>
-/// Echo protocol (RFC 862): every byte received is sent back. When the peer half-closes, the
-/// remaining data is echoed and then our side closes too. A connection that sends nothing for
-/// <see cref="IdleTimeout"/> is closed (FIN); one that stops reading its echo for that long is reset.
+/// Echo protocol (RFC 862): every byte received is sent back. When the peer half-closes, the remaining data is echoed
+/// and then our side closes too. Written on the public stream API (<see cref="TunStackStream"/>), as any .NET
+/// socket code would be. A connection that sends nothing for <see cref="IdleTimeout"/> is closed (FIN);
+/// one that stops reading its echo for that long is reset.
 /// </summary>
-public sealed class EchoService : IConnectionService
+public sealed class EchoService : IStreamService
 {
     private long _bytesEchoed;
     private IdleMonitor? _idle;
 
+    /// <inheritdoc />
     public string Name => "echo";
 
+    /// <inheritdoc />
     public ushort Port { get; init; } = 7;
 
     /// <summary>How long a connection may wait for its peer (<see cref="IdleMonitor"/>); infinite: forever.</summary>
@@ -29,60 +30,59 @@ public sealed class EchoService : IConnectionService
     /// <summary>Total bytes written back, over all connections.</summary>
     public long BytesEchoed => Interlocked.Read(ref _bytesEchoed);
 
-    public async Task HandleAsync(IDuplexPipe transport, ConnectionInfo info, CancellationToken cancellationToken)
+    /// <inheritdoc />
+    public async Task HandleAsync(Stream stream, Action completeWrites, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(transport);
-        PipeReader input = transport.Input;
-        PipeWriter output = transport.Output;
-        IdleWatch idle = Idle.Watch(input, output, cancellationToken);
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(completeWrites);
+        // The watch times the waits, and cancels its token at the service's stop too.
+        using IdleWatch idle = Idle.WatchStream(cancellationToken);
+        var token = idle.Token;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
         try
         {
             while (true)
             {
                 idle.BeginWait();
-                ReadResult result = await input.ReadAsync().ConfigureAwait(false);
+                int n = await stream.ReadAsync(buffer, token).ConfigureAwait(false);
                 idle.EndWait();
-                if (result.IsCanceled && idle.Expired)
-                {
-                    break; // nothing for IdleTimeout: our FIN
-                }
-
-                ReadOnlySequence<byte> buffer = result.Buffer;
-                long length = buffer.Length;
-                foreach (ReadOnlyMemory<byte> segment in buffer)
-                {
-                    output.Write(segment.Span);
-                }
-
-                input.AdvanceTo(buffer.End);
-                if (length > 0)
-                {
-                    Interlocked.Add(ref _bytesEchoed, length);
-                    // Not reading while the flush waits is what pushes back on the sender.
-                    idle.BeginWait(flush: true);
-                    FlushResult flush = await output.FlushAsync().ConfigureAwait(false);
-                    idle.EndWait();
-                    if (flush.IsCompleted || flush.IsCanceled)
-                    {
-                        break;
-                    }
-                }
-
-                if (result.IsCompleted || result.IsCanceled)
-                {
+                if (n == 0)
                     break;
-                }
+                // Not reading while the write waits for window is what pushes back on the sender.
+                idle.BeginWait(flush: true);
+                await stream.WriteAsync(buffer.AsMemory(0, n), token).ConfigureAwait(false);
+                idle.EndWait();
+                Interlocked.Add(ref _bytesEchoed, n);
             }
+            // The peer's FIN: everything is echoed, now ours follows.
+            completeWrites();
         }
-        catch (Exception)
+        catch (OperationCanceledException) when (idle is { Expired: true, Stopped: false })
+        {
+            // Nothing from the peer for IdleTimeout: our FIN. The peer took none of our data for that long: a reset,
+            // or the data queued for it would keep the connection alive for ever.
+            if (idle.ExpiredInFlush) Reset(stream);
+            else completeWrites();
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
         {
             // Reset, abort or shutdown: the connection is over either way.
         }
         finally
         {
-            idle.Dispose();
-            await PipeCompletion.CompleteQuietlyAsync(output, idle.ExpiredInFlush ? IdleMonitor.StalledError() : null).ConfigureAwait(false);
-            await PipeCompletion.CompleteQuietlyAsync(input).ConfigureAwait(false);
+            ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>
+    /// Resets a stack connection (RST, RFC 9293 §3.10.5) rather than closing it: the data queued for a peer that reads
+    /// nothing would otherwise keep it open. A stream of another kind is only closed.
+    /// </summary>
+    private static void Reset(Stream stream)
+    {
+        if (stream is TunStackStream tunStream)
+            tunStream.Connection.Abort();
+        else
+            stream.Dispose();
     }
 }

@@ -5,7 +5,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Unicode;
-using TunStack.Api;
+using TunStack;
 
 namespace TunStack.Host.Services;
 
@@ -15,7 +15,8 @@ namespace TunStack.Host.Services;
 /// <remarks>
 /// Resources: <c>/</c> (a page describing this connection's handshake; plain text with
 /// <c>?format=text</c> or <c>Accept: text/plain</c>), <c>/bytes/N</c> (N pattern bytes, streamed),
-/// <c>/stats</c> (JSON from the supplied provider), all GET and HEAD; and <c>POST /sha256</c>, which answers with the
+/// <c>/stats</c> (JSON from the supplied provider), <c>/connections</c> (a plain-text table like <c>ss -tin</c>, from
+/// <see cref="HttpService.ConnectionsProvider"/>), all GET and HEAD; and <c>POST /sha256</c>, which answers with the
 /// SHA-256 of the request body, hashed as it streams in. Persistent connections and pipelining; request bodies
 /// framed by Content-Length or chunked (RFC 9112 §7.1); other request bodies are read and dropped. A connection that
 /// waits <see cref="IdleTimeout"/> for a request is closed (with 408 when part of one had come, RFC 9110 §15.5.9); one
@@ -63,11 +64,14 @@ public sealed class HttpService : IConnectionService
 
     internal Func<string>? StatsProvider => _statsProvider;
 
+    /// <summary>Produces the plain-text body of <c>/connections</c>; without it <c>/connections</c> is 404.</summary>
+    public Func<string>? ConnectionsProvider { get; init; }
+
     internal TimeProvider TimeProvider => _timeProvider;
 
     internal void CountResponse() => Interlocked.Increment(ref _requestsServed);
 
-    public Task HandleAsync(IDuplexPipe transport, ConnectionInfo info, CancellationToken cancellationToken)
+    public Task HandleAsync(IDuplexPipe transport, TcpConnectionInfo info, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(transport);
         ArgumentNullException.ThrowIfNull(info);
@@ -112,7 +116,7 @@ internal sealed class HttpConnection
     private readonly HttpService _service;
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
-    private readonly ConnectionInfo _info;
+    private readonly TcpConnectionInfo _info;
     private readonly IdleWatch _idle;
     private byte[]? _scratch;
     private IncrementalHash? _hash;
@@ -122,7 +126,7 @@ internal sealed class HttpConnection
     private int _minorVersion = 1;
 
     /// <param name="idle">Times the connection's waits; also cancels them when the service is told to stop.</param>
-    public HttpConnection(HttpService service, PipeReader input, PipeWriter output, ConnectionInfo info, IdleWatch idle)
+    public HttpConnection(HttpService service, PipeReader input, PipeWriter output, TcpConnectionInfo info, IdleWatch idle)
     {
         _service = service;
         _input = input;
@@ -138,6 +142,7 @@ internal sealed class HttpConnection
         Bytes,
         BadBytes,
         Stats,
+        Connections,
         Sha256,
         Asterisk,
     }
@@ -512,11 +517,29 @@ internal sealed class HttpConnection
                 return await SendBodyAsync(200, JsonType, json, isHead, keepAlive).ConfigureAwait(false);
             }
 
+            case Resource.Connections:
+            {
+                string table;
+                try
+                {
+                    table = _service.ConnectionsProvider!();
+                }
+                catch (Exception)
+                {
+                    return await SendSimpleAsync(500, isHead, keepAlive).ConfigureAwait(false);
+                }
+
+                return await SendBodyAsync(200, TextType, table, isHead, keepAlive).ConfigureAwait(false);
+            }
+
             default:
             {
                 bool text = QueryHas(query, "format", "text") || (head.AcceptsPlainText && !head.AcceptsHtml);
                 bool hasStats = _service.StatsProvider is not null;
-                string body = text ? ServicePages.Text(_info, hasStats) : ServicePages.Html(_info, hasStats);
+                bool hasConnections = _service.ConnectionsProvider is not null;
+                string body = text
+                    ? ServicePages.Text(_info, hasStats, hasConnections)
+                    : ServicePages.Html(_info, hasStats, hasConnections);
                 return await SendBodyAsync(200, text ? TextType : HtmlType, body, isHead, keepAlive).ConfigureAwait(false);
             }
         }
@@ -571,6 +594,11 @@ internal sealed class HttpConnection
         if (path.SequenceEqual("/stats"))
         {
             return _service.StatsProvider is null ? Resource.NotFound : Resource.Stats;
+        }
+
+        if (path.SequenceEqual("/connections"))
+        {
+            return _service.ConnectionsProvider is null ? Resource.NotFound : Resource.Connections;
         }
 
         if (path.StartsWith(BytesPrefix, StringComparison.Ordinal))

@@ -95,9 +95,20 @@ public sealed class IdleMonitor : IDisposable
     /// Cancels the connection's pending read and flush when it is cancelled (<see cref="IdleWatch.Stopped"/>). The
     /// service then reads and flushes without a token: one registration per connection instead of one per read.
     /// </param>
-    public IdleWatch Watch(PipeReader input, PipeWriter output, CancellationToken stop = default)
+    public IdleWatch Watch(PipeReader input, PipeWriter output, CancellationToken stop = default) =>
+        Add(new IdleWatch(this, input, output, null), stop);
+
+    /// <summary>
+    /// Starts watching a connection that the service reads and writes as a <see cref="Stream"/>: it passes
+    /// <see cref="IdleWatch.Token"/> to every read and write, and an expired wait throws
+    /// <see cref="OperationCanceledException"/> with <see cref="IdleWatch.Expired"/> set. Dispose the watch when the
+    /// connection is over.
+    /// </summary>
+    public IdleWatch WatchStream(CancellationToken stop = default) =>
+        Add(new IdleWatch(this, null, null, new CancellationTokenSource()), stop);
+
+    private IdleWatch Add(IdleWatch watch, CancellationToken stop)
     {
-        var watch = new IdleWatch(this, input, output);
         if (stop.CanBeCanceled)
             watch.StopRegistration = stop.UnsafeRegister(static state => ((IdleWatch)state!).Stop(), watch);
         if (Timeout == System.Threading.Timeout.InfiniteTimeSpan)
@@ -179,8 +190,9 @@ public sealed class IdleMonitor : IDisposable
 public sealed class IdleWatch : IDisposable
 {
     private readonly IdleMonitor _monitor;
-    private readonly PipeReader _input;
-    private readonly PipeWriter _output;
+    private readonly PipeReader? _input;
+    private readonly PipeWriter? _output;
+    private readonly CancellationTokenSource? _cancel; // a stream's reads and writes, instead of the pipes
     private const int Reading = 1, Flushing = 2;
 
     private long _waitingSince;
@@ -188,12 +200,19 @@ public sealed class IdleWatch : IDisposable
     private int _expired;   // 0, or what was waiting when it last expired
     private volatile bool _stopped;
 
-    internal IdleWatch(IdleMonitor monitor, PipeReader input, PipeWriter output)
+    internal IdleWatch(IdleMonitor monitor, PipeReader? input, PipeWriter? output, CancellationTokenSource? cancel)
     {
         _monitor = monitor;
         _input = input;
         _output = output;
+        _cancel = cancel;
     }
+
+    /// <summary>
+    /// For a watch made by <see cref="IdleMonitor.WatchStream"/>: the token to pass to every read and write; it is
+    /// cancelled when a wait expires or the service is told to stop. Otherwise <see cref="CancellationToken.None"/>.
+    /// </summary>
+    public CancellationToken Token => _cancel?.Token ?? CancellationToken.None;
 
     // The monitor's list, under its lock.
     internal IdleWatch? Next;
@@ -235,18 +254,37 @@ public sealed class IdleWatch : IDisposable
         if (Interlocked.CompareExchange(ref _waiting, 0, waiting) != waiting)
             return false;
         Volatile.Write(ref _expired, waiting);
-        if (waiting == Flushing)
-            _output.CancelPendingFlush();
+        if (_cancel is not null)
+            Cancel();
+        else if (waiting == Flushing)
+            _output!.CancelPendingFlush();
         else
-            _input.CancelPendingRead();
+            _input!.CancelPendingRead();
         return true;
     }
 
     internal void Stop()
     {
         _stopped = true;
-        _input.CancelPendingRead();
-        _output.CancelPendingFlush();
+        if (_cancel is not null)
+        {
+            Cancel();
+            return;
+        }
+        _input!.CancelPendingRead();
+        _output!.CancelPendingFlush();
+    }
+
+    private void Cancel()
+    {
+        try
+        {
+            _cancel!.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The connection is over already.
+        }
     }
 
     /// <summary>Stops watching.</summary>
@@ -254,5 +292,6 @@ public sealed class IdleWatch : IDisposable
     {
         StopRegistration.Dispose();
         _monitor.Unwatch(this);
+        _cancel?.Dispose();
     }
 }

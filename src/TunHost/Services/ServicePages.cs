@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
-using TunStack.Api;
+using TunStack;
 
 namespace TunStack.Host.Services;
 
@@ -15,7 +15,7 @@ internal static class ServicePages
         "th, td { text-align: left; padding: .2rem 1rem .2rem 0 } td { font-family: ui-monospace, monospace } " +
         "pre { background: #f4f4f4; padding: .75rem; overflow-x: auto }";
 
-    public static string Html(ConnectionInfo info, bool hasStats)
+    public static string Html(TcpConnectionInfo info, bool hasStats, bool hasConnections = false)
     {
         string host = Encode(HostOf(info.LocalEndPoint));
         var b = new StringBuilder(2048);
@@ -40,7 +40,7 @@ internal static class ServicePages
             <tr><th>MSS</th><td>peer {info.PeerMss,5}, ours {info.LocalMss,5}, effective {info.EffectiveSendMss,5}</td></tr>
             </table>
             <h2>Try</h2>
-            <pre>{Encode(Hints(host, hasStats))}</pre>
+            <pre>{Encode(Hints(host, hasStats, hasConnections))}</pre>
             </body>
             </html>
 
@@ -48,7 +48,7 @@ internal static class ServicePages
         return b.ToString();
     }
 
-    public static string Text(ConnectionInfo info, bool hasStats)
+    public static string Text(TcpConnectionInfo info, bool hasStats, bool hasConnections = false)
     {
         string host = HostOf(info.LocalEndPoint);
         var b = new StringBuilder(1024);
@@ -63,12 +63,12 @@ internal static class ServicePages
               MSS           peer {info.PeerMss,5}, ours {info.LocalMss,5}, effective {info.EffectiveSendMss,5}
 
             Try:
-            {Hints(host, hasStats)}
+            {Hints(host, hasStats, hasConnections)}
             """);
         return b.ToString();
     }
 
-    private static string Hints(string host, bool hasStats)
+    private static string Hints(string host, bool hasStats, bool hasConnections)
     {
         var b = new StringBuilder(512);
         b.Append(CultureInfo.InvariantCulture, $"  curl -s http://{host}/bytes/1000000 | sha256sum      N pattern bytes (0 <= N <= 10^12)\n");
@@ -78,6 +78,11 @@ internal static class ServicePages
         if (hasStats)
         {
             b.Append(CultureInfo.InvariantCulture, $"  curl http://{host}/stats                             counters, as JSON\n");
+        }
+
+        if (hasConnections)
+        {
+            b.Append(CultureInfo.InvariantCulture, $"  curl http://{host}/connections                       the connection table, like ss -tin\n");
         }
 
         b.Append(CultureInfo.InvariantCulture, $"  echo hello | nc -N {host} 7                          echo service (RFC 862)\n");

@@ -155,11 +155,12 @@ public class Ipv6ReceiveTests
     }
 
     [Fact]
-    public void Icmpv6_messages_other_than_echo_and_packet_too_big_are_not_handled()
+    public void Icmpv6_messages_other_than_echo_and_errors_are_not_handled()
     {
         var stack = new NetStack(ScriptedPeer.DefaultOptions());
         AssertDropped(stack, IcmpV6EchoResponderTests.Request(IcmpV6Packet.TypeNeighborSolicitation, 0, 0, 0, new byte[16]), DropReason.UnsupportedIcmp);
-        AssertDropped(stack, IcmpV6EchoResponderTests.Request(IcmpV6Packet.TypeDestinationUnreachable, 4, 0, 0, new byte[48]), DropReason.UnsupportedIcmp);
+        // An error is acted on only when it quotes a TCP segment of ours; zeros are no IPv6 header.
+        AssertDropped(stack, IcmpV6EchoResponderTests.Request(IcmpV6Packet.TypeDestinationUnreachable, 4, 0, 0, new byte[48]), DropReason.BadQuotedPacket);
         AssertDropped(stack, IcmpV6EchoResponderTests.Request(IcmpV6Packet.TypeEchoReply, 0, 1, 1, default), DropReason.UnsupportedIcmp);
     }
 

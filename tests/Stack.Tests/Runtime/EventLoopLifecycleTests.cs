@@ -1,6 +1,6 @@
-using System.Threading.Channels;
 using Microsoft.Extensions.Time.Testing;
-using TunStack.Api;
+using System.Net;
+using System.Net.Sockets;
 using TunStack.Runtime;
 using TunStack.Tcp;
 using TunStack.Tests.Tcp;
@@ -74,7 +74,7 @@ public sealed class EventLoopLifecycleTests
         }
 
         /// <summary>Handshake from the peer; returns the accepted connection.</summary>
-        public async Task<TcpConnection> EstablishAsync(TcpListener listener)
+        public async Task<TunStackConnection> EstablishAsync(TunStackListener listener)
         {
             Send(ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
             var synAck = Run(s => s.Count == 1)[0];
@@ -92,7 +92,7 @@ public sealed class EventLoopLifecycleTests
     public async Task Stop_resets_every_open_connection_and_the_application_sees_the_reset()
     {
         using var h = new Harness();
-        var listener = h.Loop.Listen(7);
+        var listener = await h.Loop.ListenAsync(new IPEndPoint(IPAddress.IPv6Any, 7), null);
         var connection = await h.EstablishAsync(listener);
         var read = connection.Input.ReadAsync().AsTask();
         var accept = listener.AcceptAsync().AsTask();
@@ -106,29 +106,30 @@ public sealed class EventLoopLifecycleTests
         Assert.Equal(h.ServerNxt, rst.Seq);
         Assert.Empty(h.Loop.Stack.Connections);
         Assert.Equal(1, h.Loop.ConnectionsResetAtStop);
-        await Assert.ThrowsAsync<ConnectionResetException>(() => read.WaitAsync(Deadline));
-        await Assert.ThrowsAsync<ChannelClosedException>(() => accept.WaitAsync(Deadline));
+        var aborted = await Assert.ThrowsAsync<SocketException>(() => read.WaitAsync(Deadline));
+        Assert.Equal(SocketError.OperationAborted, aborted.SocketErrorCode); // a read that was waiting
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => accept.WaitAsync(Deadline));
     }
 
     [Fact]
     public async Task Stop_with_nothing_open_sends_nothing()
     {
         using var h = new Harness();
-        var listener = h.Loop.Listen(7);
+        var listener = await h.Loop.ListenAsync(new IPEndPoint(IPAddress.IPv6Any, 7), null);
         var accept = listener.AcceptAsync().AsTask();
 
         h.Loop.Stop();
 
         Assert.Empty(h.Device.Inner.Written);
         Assert.Equal(0, h.Loop.ConnectionsResetAtStop);
-        await Assert.ThrowsAsync<ChannelClosedException>(() => accept.WaitAsync(Deadline));
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => accept.WaitAsync(Deadline));
     }
 
     [Fact]
     public async Task Started_loop_resets_connections_when_stopped_from_another_thread()
     {
         using var h = new Harness();
-        var listener = h.Loop.Listen(7);
+        var listener = await h.Loop.ListenAsync(new IPEndPoint(IPAddress.IPv6Any, 7), null);
         h.Loop.Start();
         h.Send(h.ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
         h.ClientNxt++;
@@ -142,14 +143,15 @@ public sealed class EventLoopLifecycleTests
         Assert.True(h.Loop.Completion.IsCompletedSuccessfully);
         Assert.True(h.Device.Inner.Written.TryDequeue(out var packet), "no RST after Stop");
         Assert.Equal(TcpFlags.Rst, ScriptedPeer.Parse(packet).Flags);
-        await Assert.ThrowsAsync<ConnectionResetException>(() => connection.Input.ReadAsync().AsTask().WaitAsync(Deadline));
+        var aborted = await Assert.ThrowsAsync<SocketException>(() => connection.Input.ReadAsync().AsTask().WaitAsync(Deadline));
+        Assert.Equal(SocketError.OperationAborted, aborted.SocketErrorCode); // the input was completed with it at the reset
     }
 
     [Fact]
     public async Task An_exception_in_a_posted_action_is_counted_and_the_loop_carries_on()
     {
         using var h = new Harness();
-        var listener = h.Loop.Listen(7);
+        var listener = await h.Loop.ListenAsync(new IPEndPoint(IPAddress.IPv6Any, 7), null);
 
         h.Loop.Post(() => throw new InvalidOperationException("posted action failed"));
         h.Loop.RunOnce(wait: false);
@@ -165,10 +167,10 @@ public sealed class EventLoopLifecycleTests
     }
 
     [Fact]
-    public void A_device_write_that_throws_loses_that_packet_only()
+    public async Task A_device_write_that_throws_loses_that_packet_only()
     {
         using var h = new Harness();
-        h.Loop.Listen(7);
+        await h.Loop.ListenAsync(new IPEndPoint(IPAddress.IPv6Any, 7), null);
         h.Device.FailNextWrites = 1;
 
         h.Send(h.ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
@@ -188,7 +190,7 @@ public sealed class EventLoopLifecycleTests
     public async Task Output_completed_with_an_error_resets_even_when_the_send_buffer_is_full()
     {
         using var h = new Harness();
-        var listener = h.Loop.Listen(7);
+        var listener = await h.Loop.ListenAsync(new IPEndPoint(IPAddress.IPv6Any, 7), null);
         var connection = await h.EstablishAsync(listener);
 
         // The peer acknowledges nothing: the 64 KiB send buffer fills, the rest waits in the pipe.

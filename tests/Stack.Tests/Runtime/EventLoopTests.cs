@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.Text;
-using TunStack.Api;
+using TunStack;
 using TunStack.Runtime;
 using TunStack.Tcp;
 using TunStack.Tests.Tcp;
@@ -52,7 +52,7 @@ public class EventLoopTests
     public async Task Accepted_connection_echoes_through_pipes_and_closes_gracefully()
     {
         using var h = new Harness();
-        var listener = h.Loop.Listen(7);
+        var listener = await h.Loop.ListenAsync(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Any, 7), null);
 
         h.Send(h.ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
         var synAck = h.Run(s => s.Count == 1)[0];
@@ -106,7 +106,7 @@ public class EventLoopTests
     public async Task Peer_reset_fails_the_applications_read()
     {
         using var h = new Harness();
-        var listener = h.Loop.Listen(7);
+        var listener = await h.Loop.ListenAsync(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Any, 7), null);
         h.Send(h.ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
         var synAck = h.Run(s => s.Count == 1)[0];
         h.ClientNxt++;
@@ -117,19 +117,21 @@ public class EventLoopTests
         var read = connection.Input.ReadAsync().AsTask();
         h.Send(h.ClientNxt, 0, TcpFlags.Rst);
         h.Loop.RunOnce(wait: false);
-        await Assert.ThrowsAsync<ConnectionResetException>(() => read.WaitAsync(Deadline));
+        var reset = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(() => read.WaitAsync(Deadline));
+        Assert.Equal(System.Net.Sockets.SocketError.ConnectionReset, reset.SocketErrorCode);
 
         // The loop had a read pending on the output pipe; it is cancelled, so a writer learns of the reset too.
         h.Loop.RunOnce(wait: false);
-        await Assert.ThrowsAsync<ConnectionResetException>(
+        var late = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(
             () => connection.Output.WriteAsync("late"u8.ToArray()).AsTask().WaitAsync(Deadline));
+        Assert.Equal(System.Net.Sockets.SocketError.ConnectionReset, late.SocketErrorCode);
     }
 
     [Fact]
     public async Task Large_application_write_is_sent_completely_as_the_peer_acknowledges()
     {
         using var h = new Harness();
-        var listener = h.Loop.Listen(7);
+        var listener = await h.Loop.ListenAsync(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Any, 7), null);
         h.Send(h.ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
         var synAck = h.Run(s => s.Count == 1)[0];
         h.ClientNxt++;

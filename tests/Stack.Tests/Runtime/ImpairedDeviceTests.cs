@@ -503,14 +503,14 @@ public class ImpairedDeviceTests
     }
 
     [Fact]
-    public void The_engine_drops_every_corrupted_packet_on_a_check()
+    public async Task The_engine_drops_every_corrupted_packet_on_a_check()
     {
         var clock = new FakeTimeProvider();
         var inner = new QueueDevice();
         using var device = new ImpairedDevice(inner, new ImpairmentOptions { CorruptPercent = 100, Seed = 21 }, clock);
         var stack = new NetStack(ScriptedPeer.DefaultOptions());
         using var loop = new EventLoop(stack, device, clock);
-        loop.Listen(7);
+        await loop.ListenAsync(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Any, 7), null);
 
         const int n = 500;
         for (int i = 0; i < n; i++)

@@ -63,7 +63,7 @@ public class SimulationTests(ITestOutputHelper output)
     }
 
     /// <summary>The simulation a seed stands for, and a description of it for the failure message.</summary>
-    public static (TransferSimulation, string) Build(int seed)
+    internal static (TransferSimulation, string) Build(int seed)
     {
         var r = new Random(seed);
         bool sack = r.NextDouble() < 0.8;

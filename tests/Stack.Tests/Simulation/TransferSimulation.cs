@@ -10,7 +10,7 @@ namespace TunStack.Tests.Simulation;
 /// each way, with time driven explicitly from one event to the next. Each side sends its bytes, reads everything the
 /// other sends, and closes when done. The outcome says whether every byte arrived exactly and both sides closed.
 /// </summary>
-public sealed class TransferSimulation
+internal sealed class TransferSimulation
 {
     public static readonly IpAddress ClientAddress = IpAddress.Parse("198.18.0.1");
     public static readonly IpAddress ServerAddress = IpAddress.Parse("198.18.0.2");
@@ -154,7 +154,7 @@ public sealed class TransferSimulation
     }
 }
 
-public sealed record SimulationOutcome(
+internal sealed record SimulationOutcome(
     bool Finished, bool UploadExact, bool DownloadExact, long UploadReceived, long DownloadReceived,
     long UploadSize, long DownloadSize, long EndMicros, TcpState ClientState, TcpState ServerState, Exception? InternalError,
     long BufferOverruns, long BeyondWindow)

@@ -4,7 +4,7 @@ using TunStack.Wire;
 
 namespace TunStack.Tests.Tcp;
 
-public sealed partial class ScriptedPeer
+internal sealed partial class ScriptedPeer
 {
     private readonly Dictionary<(ushort StackPort, ushort PeerPort), uint> _latestTsVal = new();
 
@@ -36,7 +36,7 @@ public sealed partial class ScriptedPeer
 /// (RFC 2018), and helpers that name sequence numbers by stream offset. For a connection the stack opened (active
 /// open), "server" still means the stack and "client" the scripted peer.
 /// </summary>
-public sealed partial class ScriptedConnection
+internal sealed partial class ScriptedConnection
 {
     /// <summary>Both SYNs carried timestamps: the peer stamps every segment it sends (RFC 7323 §3.2).</summary>
     public bool Timestamps { get; set; }

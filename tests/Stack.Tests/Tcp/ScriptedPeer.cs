@@ -5,7 +5,7 @@ using TunStack.Wire;
 namespace TunStack.Tests.Tcp;
 
 /// <summary>An outgoing segment as the test sees it, copied out of the packet (IPv4 or IPv6).</summary>
-public sealed record Seg(
+internal sealed record Seg(
     IpAddress Source, IpAddress Destination, ushort SourcePort, ushort DestinationPort,
     uint Seq, uint Ack, TcpFlags Flags, ushort Window, byte[] Payload, TcpOptions Options)
 {
@@ -20,7 +20,7 @@ public sealed record Seg(
 /// Drives a <see cref="NetStack"/> the way packetdrill does: inject a segment from a scripted peer at an explicit
 /// time, then look at exactly what the stack sent back. No threads, no sleeps.
 /// </summary>
-public sealed partial class ScriptedPeer
+internal sealed partial class ScriptedPeer
 {
     public static readonly IpAddress StackAddress = IpAddress.Parse("198.18.0.2");
     public static readonly IpAddress PeerAddress = IpAddress.Parse("198.18.0.1");
@@ -139,7 +139,7 @@ public sealed partial class ScriptedPeer
 }
 
 /// <summary>One scripted connection from the peer's side: tracks the peer's sequence numbers for readable tests.</summary>
-public sealed partial class ScriptedConnection
+internal sealed partial class ScriptedConnection
 {
     public const ushort ClientPort = 40000;
 

@@ -126,6 +126,31 @@ public class TcpOptionsTests
     }
 
     [Fact]
+    public void The_usual_timestamps_layout_parses_like_the_same_option_elsewhere_in_the_area()
+    {
+        // NOP, NOP, TS is read without the option loop; the result must be what the loop gives for the same option
+        // placed differently (TS, NOP, NOP), for any values.
+        Gen.Select(Gen.UInt, Gen.UInt).Sample((value, echo) =>
+        {
+            var usual = new byte[] { 1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0 };
+            var moved = new byte[] { 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1 };
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(usual.AsSpan(4), value);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(usual.AsSpan(8), echo);
+            usual.AsSpan(4, 8).CopyTo(moved.AsSpan(2));
+            Assert.True(TcpOptions.TryParse(usual, out var fast));
+            Assert.True(TcpOptions.TryParse(moved, out var looped));
+            Assert.Equal(looped, fast);
+            Assert.True(fast.HasTimestamps);
+            Assert.Equal(value, fast.TimestampValue);
+            Assert.Equal(echo, fast.TimestampEcho);
+        }, iter: 500);
+        // One byte more or less is not the usual layout and goes through the loop: 13 bytes end in an unknown option
+        // without its length (malformed); 11 bytes cut the timestamps option short (malformed).
+        Assert.False(TcpOptions.TryParse(new byte[] { 1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 9 }, out _));
+        Assert.False(TcpOptions.TryParse(new byte[] { 1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0 }, out _));
+    }
+
+    [Fact]
     public void End_of_list_stops_parsing()
     {
         // MSS, EOL, then bytes that would be a malformed option if they were read.

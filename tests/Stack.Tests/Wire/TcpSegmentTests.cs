@@ -128,6 +128,62 @@ public class TcpSegmentTests
         Assert.Equal(packet, rebuilt);
     }
 
+    [Theory]
+    [MemberData(nameof(TcpCaptureNames))]
+    public void Rebuilding_with_the_payload_summed_while_copied_gives_back_the_captured_bytes(string name)
+    {
+        // The send path: the payload is copied in by Checksum.CopyAndAdd, which sums it on the way, and only the
+        // pseudo-header and header are summed afterwards. Linux's checksum must come out, for each capture.
+        byte[] packet = Capture(name);
+        Assert.True(Ipv4Packet.TryParse(packet, out var ip, out _));
+        Assert.True(TcpSegment.TryParse(ip.Payload, out var tcp, out _));
+        var segment = new byte[tcp.Length];
+        tcp.Options.CopyTo(segment.AsSpan(20));
+        TcpSegment.WriteHeader(segment, tcp.SourcePort, tcp.DestinationPort, tcp.SequenceNumber,
+            tcp.AcknowledgmentNumber, tcp.Flags, tcp.Window, tcp.Options.Length);
+        // Split the payload unevenly, as a wrapped send ring would hand it over.
+        int split = tcp.Payload.Length / 3 | 1;
+        var payload = tcp.Payload;
+        uint payloadSum = payload.Length == 0
+            ? Checksum.CopyAndAdd(default, default, segment.AsSpan(tcp.HeaderLength), 0)
+            : Checksum.CopyAndAdd(payload[..Math.Min(split, payload.Length)], payload[Math.Min(split, payload.Length)..],
+                segment.AsSpan(tcp.HeaderLength), 0);
+        TcpSegment.WriteChecksum(segment, tcp.HeaderLength, payloadSum, ip.Source, ip.Destination);
+
+        Assert.Equal(Convert.ToHexString(ip.Payload), Convert.ToHexString(segment));
+    }
+
+    [Fact]
+    public void The_payload_sum_overload_equals_the_whole_segment_checksum_over_IPv4_and_IPv6()
+    {
+        Gen.Select(Gen.Int[0, 10], Gen.Byte.Array[0, 2000], Gen.Int[0, 2000], Gen.Bool).Sample((optionWords, payload, cut, v6) =>
+        {
+            var src = v6 ? IpAddress.Parse("2001:2::1") : IpAddress.Parse("198.18.0.1");
+            var dst = v6 ? IpAddress.Parse("2001:2::2") : IpAddress.Parse("198.18.0.2");
+            int headerLength = 20 + optionWords * 4;
+            var expected = new byte[headerLength + payload.Length];
+            expected.AsSpan(20, headerLength - 20).Fill(TcpOptions.KindNoOperation);
+            TcpSegment.WriteHeader(expected, 40000, 80, 1, 2, TcpFlags.Ack | TcpFlags.Psh, 100, headerLength - 20);
+            var actual = expected.ToArray();
+            payload.CopyTo(expected, headerLength);
+            TcpSegment.WriteChecksum(expected, src, dst);
+
+            int at = Math.Min(cut, payload.Length);
+            uint payloadSum = Checksum.CopyAndAdd(payload.AsSpan(0, at), payload.AsSpan(at), actual.AsSpan(headerLength), 0);
+            TcpSegment.WriteChecksum(actual, headerLength, payloadSum, src, dst);
+            Assert.Equal(expected, actual);
+        }, iter: 2000);
+    }
+
+    [Fact]
+    public void The_payload_sum_overload_refuses_a_header_length_that_is_not_whole_words()
+    {
+        var segment = new byte[100];
+        Assert.Throws<ArgumentOutOfRangeException>(() => TcpSegment.WriteChecksum(segment, 22, 0, LinuxCaptures.Client, LinuxCaptures.Server));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TcpSegment.WriteChecksum(segment, 16, 0, LinuxCaptures.Client, LinuxCaptures.Server));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TcpSegment.WriteChecksum(segment.AsSpan(0, 20), 24, 0, LinuxCaptures.Client, LinuxCaptures.Server));
+    }
+
     [Fact]
     public void Rebuilding_the_syn_with_our_option_layout_gives_back_the_captured_bytes()
     {

@@ -59,6 +59,47 @@ public sealed class FetchTests(ITestOutputHelper output)
     }
 
     [IntegrationFact]
+    public async Task Fetch_with_explain_narrates_the_syn_sent_side_and_the_close()
+    {
+        await using var ns = new NetNamespace(output);
+        await AttachedDeviceAsync(ns);
+        using var www = new TemporaryDirectory();
+        await File.WriteAllTextAsync(Path.Combine(www.Path, "hello.txt"), "hello from the kernel\n");
+        await using var server = await StartKernelHttpServerAsync(ns, www.Path);
+
+        var r = await ns.RunAsync(CommandTimeout, Fetch("--trace", "--explain", $"http://{KernelServer}:8000/hello.txt"));
+        Assert.True(r.Succeeded, $"fetch failed: {r}");
+        Assert.Equal("hello from the kernel\n", r.Stdout); // the narration goes to standard error with the trace
+        string[] lines = r.Stderr.Split('\n');
+        int previous = -1;
+        foreach (string step in new[]
+        {
+            "opening: our application connects to 198.18.0.1:8000", "opening, step 1 of 3: our SYN", "opening, step 2 of 3",
+            "opening, step 3 of 3", "closing, step 1 of 4", "closing, step 4 of 4",
+        })
+        {
+            int at = Array.FindIndex(lines, l => l.Contains(step, StringComparison.Ordinal));
+            Assert.True(at > previous, $"'{step}' missing or out of order:\n{r.Stderr}");
+            previous = at;
+        }
+        // The server closes first (Connection: close): ours is the passive close, without TIME-WAIT.
+        Assert.Contains("SYN-SENT -> ESTABLISHED", r.Stderr, StringComparison.Ordinal);
+        Assert.Contains("LAST-ACK -> CLOSED", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [IntegrationFact]
+    public async Task Fetch_with_explain_says_why_a_closed_port_refuses()
+    {
+        await using var ns = new NetNamespace(output);
+        await AttachedDeviceAsync(ns);
+
+        var r = await ns.RunAsync(CommandTimeout, Fetch("--explain", $"http://{KernelServer}:8001/"));
+        Assert.Equal(3, r.ExitCode);
+        Assert.Matches(@"## \[198\.18\.0\.2:\d+ <> 198\.18\.0\.1:8001\] opening refused: 198\.18\.0\.1:8001 answers our SYN with RST\+ACK", r.Stderr);
+        Assert.Contains("SYN-SENT -> CLOSED", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [IntegrationFact]
     public async Task Fetch_from_a_closed_port_fails_at_once_with_a_clear_message()
     {
         await using var ns = new NetNamespace(output);

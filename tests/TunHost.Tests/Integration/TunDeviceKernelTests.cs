@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
-using TunStack.Host.Linux;
+using TunStack.Linux;
 using TunStack;
 using Xunit;
 using Xunit.Abstractions;

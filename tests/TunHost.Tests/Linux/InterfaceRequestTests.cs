@@ -1,4 +1,4 @@
-using TunStack.Host.Linux;
+using TunStack.Linux;
 using Xunit;
 
 namespace TunStack.Host.Tests.Linux;

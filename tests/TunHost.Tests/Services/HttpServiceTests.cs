@@ -1,4 +1,4 @@
-using TunStack.Api;
+using TunStack;
 using System.Net;
 using System.Buffers;
 using System.IO.Pipelines;
@@ -69,9 +69,9 @@ public sealed class HttpServiceTests
     public async Task Front_page_has_the_same_length_for_every_ipv4_connection()
     {
         // Load generators such as ab count a changed Content-Length as a failed request.
-        var small = new ConnectionInfo(new IPEndPoint(IPAddress.Parse("198.18.0.2"), 80),
+        var small = new TcpConnectionInfo(new IPEndPoint(IPAddress.Parse("198.18.0.2"), 80),
             new IPEndPoint(IPAddress.Parse("1.2.3.4"), 5), 1, 2, 536, 1460);
-        var large = new ConnectionInfo(new IPEndPoint(IPAddress.Parse("198.18.0.2"), 80),
+        var large = new TcpConnectionInfo(new IPEndPoint(IPAddress.Parse("198.18.0.2"), 80),
             new IPEndPoint(IPAddress.Parse("198.188.100.100"), 65535), 4_000_000_000, 3_999_999_999, 65535, 1460);
         long? length = null;
         foreach (var info in new[] { small, large })
@@ -642,6 +642,30 @@ public sealed class HttpServiceTests
         await h.SendAsync(Get("/stats") + Get("/bytes/1"));
         Assert.Equal(500, (await h.ReadResponseAsync()).StatusCode);
         Assert.Equal("0", (await h.ReadResponseAsync()).BodyText);
+    }
+
+    [Fact]
+    public async Task Connections_returns_the_providers_table_as_plain_text()
+    {
+        var h = ServiceHarness.Start(new HttpService { ConnectionsProvider = () => "1 live connection\n" });
+        await h.SendAsync(Get("/connections"));
+        HttpResponse r = await h.ReadResponseAsync();
+        Assert.Equal(200, r.StatusCode);
+        Assert.Equal("text/plain; charset=utf-8", r.Header("Content-Type"));
+        Assert.Equal("1 live connection\n", r.BodyText);
+    }
+
+    [Fact]
+    public async Task Connections_is_404_without_a_provider_and_500_when_it_fails()
+    {
+        var h = ServiceHarness.Start(new HttpService());
+        await h.SendAsync(Get("/connections"));
+        Assert.Equal(404, (await h.ReadResponseAsync()).StatusCode);
+
+        var failing = ServiceHarness.Start(new HttpService { ConnectionsProvider = () => throw new InvalidOperationException("boom") });
+        await failing.SendAsync(Get("/connections") + Get("/bytes/1"));
+        Assert.Equal(500, (await failing.ReadResponseAsync()).StatusCode);
+        Assert.Equal("0", (await failing.ReadResponseAsync()).BodyText);
     }
 
     [Fact]

@@ -261,7 +261,10 @@ public sealed class IdleTimeoutTests
         }
         await AdvanceUntilAsync(clock, echo.Idle, stalled.Handler);
         await stalled.WaitHandlerAsync();
-        await Assert.ThrowsAsync<TimeoutException>(() => stalled.ReadToEndAsync());
+        // On a stack connection that is a reset (TunStackConnection.Abort); this harness's stream is only closed, after
+        // the bytes the echo had written before it gave up.
+        byte[] echoed = await stalled.ReadToEndAsync();
+        Assert.InRange(echoed.Length, 1, 200_000);
         Assert.True(echo.Idle.Expirations >= 2, $"{echo.Idle.Expirations} expirations");
     }
 

@@ -3,7 +3,7 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Text;
 using Xunit;
-using TunStack.Api;
+using TunStack;
 using TunStack.Host.Services;
 
 namespace TunStack.Host.Tests.Services;
@@ -16,7 +16,7 @@ internal sealed class ServiceHarness
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
 
-    public static readonly ConnectionInfo DefaultInfo = new(
+    public static readonly TcpConnectionInfo DefaultInfo = new(
         new IPEndPoint(IPAddress.Parse("198.18.0.2"), 80),
         new IPEndPoint(IPAddress.Parse("198.18.0.1"), 54321),
         PeerInitialSequence: 1234567890u,
@@ -27,12 +27,29 @@ internal sealed class ServiceHarness
     private readonly Pipe _toServer;
     private readonly Pipe _toClient;
 
-    private ServiceHarness(IConnectionService service, ConnectionInfo info, PipeOptions? options, CancellationToken cancellationToken)
+    private ServiceHarness(IService service, TcpConnectionInfo info, PipeOptions? options, CancellationToken cancellationToken)
     {
         _toServer = new Pipe(options ?? PipeOptions.Default);
         _toClient = new Pipe(options ?? PipeOptions.Default);
+        if (service is IStreamService streamService)
+        {
+            // As the stack's host does: the service gets a stream, and the connection is disposed after it returns.
+            var stream = new PipeStream(_toServer.Reader, _toClient.Writer);
+            Handler = Task.Run(async () =>
+            {
+                try
+                {
+                    await streamService.HandleAsync(stream, stream.CompleteWrites, cancellationToken);
+                }
+                finally
+                {
+                    await stream.DisposeAsync();
+                }
+            }, CancellationToken.None);
+            return;
+        }
         var transport = new DuplexPipe(_toServer.Reader, _toClient.Writer);
-        Handler = Task.Run(() => service.HandleAsync(transport, info, cancellationToken), CancellationToken.None);
+        Handler = Task.Run(() => ((IConnectionService)service).HandleAsync(transport, info, cancellationToken), CancellationToken.None);
     }
 
     /// <summary>The service's HandleAsync, running.</summary>
@@ -45,8 +62,8 @@ internal sealed class ServiceHarness
     public PipeReader ClientInput => _toClient.Reader;
 
     public static ServiceHarness Start(
-        IConnectionService service,
-        ConnectionInfo? info = null,
+        IService service,
+        TcpConnectionInfo? info = null,
         PipeOptions? options = null,
         CancellationToken cancellationToken = default) =>
         new(service, info ?? DefaultInfo, options, cancellationToken);

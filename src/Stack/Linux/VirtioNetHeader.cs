@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace TunStack.Host.Linux;
+namespace TunStack.Linux;
 
 /// <summary>
 /// The 10-byte <c>struct virtio_net_hdr</c> that precedes every packet read from or written to a TUN device opened with

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
-namespace TunStack.Host.Linux;
+namespace TunStack.Linux;
 
 /// <summary>
 /// The few libc calls the TUN device needs. Constants are the Linux values shared by x86-64 and arm64.

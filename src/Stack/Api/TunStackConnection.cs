@@ -1,17 +1,29 @@
-using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
+using System.Net.Sockets;
 using TunStack.Runtime;
 using TunStack.Tcp;
 
-namespace TunStack.Api;
+namespace TunStack;
 
 /// <summary>
-/// One TCP connection as the application sees it: a duplex pipe. Read <see cref="Input"/> until it completes
-/// (the peer's FIN); write to <see cref="Output"/> and complete it to close (our FIN); <see cref="Abort"/> resets.
-/// The event loop moves bytes between these pipes and the connection's TCB on its own thread.
+/// One TCP connection of the stack, as a <see cref="Socket"/> is one of the kernel's, seen through
+/// <see cref="IDuplexPipe"/>: read <see cref="Input"/> until it completes (the peer's FIN); write to
+/// <see cref="Output"/>, and complete it to half-close (our FIN follows the data written); <see cref="Abort"/> resets.
+/// <see cref="GetStream"/> offers the same as a <see cref="Stream"/>. Disposing closes as close(2) does.
 /// </summary>
-public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
+/// <remarks>
+/// <para>The event loop moves bytes between these pipes and the engine on its own thread, so every member is safe to
+/// call from any thread; each pipe has the usual single reader and single writer.</para>
+/// <para>Errors are those of sockets: a read or flush after the peer reset the connection throws a
+/// <see cref="SocketException"/> with <see cref="SocketError.ConnectionReset"/>; after retransmissions or keep-alives
+/// ran out, <see cref="SocketError.TimedOut"/>; after <see cref="Abort"/> or when the host stopped,
+/// <see cref="SocketError.ConnectionAborted"/> (<see cref="SocketError.OperationAborted"/> for a read that was
+/// waiting). Cancelled waits throw <see cref="OperationCanceledException"/>.</para>
+/// <para>Backpressure works as with a socket: when the application does not read, the receive buffer fills and the
+/// advertised window closes; <c>FlushAsync</c> on <see cref="Output"/> waits while the send buffer is full.</para>
+/// </remarks>
+public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
 {
     private const int MaxChunk = 64 * 1024;
 
@@ -35,13 +47,17 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     private readonly Pipe _outbound;  // application writes, loop reads
     private readonly ConsumptionTrackingReader _input;
     private readonly Action _signal;
-    private long _delivered;          // bytes written into the input pipe (loop thread)
-    private bool _disposed;           // the application disposed the connection (loop thread)
-    private bool _released;
-    private TaskCompletionSource? _finished;  // made when someone asks for Finished
-    private int _isFinished;
+    private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TunStackStream? _stream;
+    private volatile bool _noDelay;
+    private volatile bool _keepAlive;
+    private int _state;               // TcpState, as the loop last saw it
+    private int _disposeStarted;
 
     // Loop-thread state.
+    private long _delivered;          // bytes written into the input pipe
+    private bool _disposed;           // the application disposed the connection
+    private bool _released;
     private bool _inboundPaused;
     private bool _inboundDone;
     private ValueTask<FlushResult> _pendingFlush;
@@ -49,8 +65,9 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     private ValueTask<ReadResult> _pendingRead;
     private bool _outboundDone;
     private Exception? _outboundError;
+    private bool _abortedLocally;
 
-    internal TcpConnection(EventLoop loop, Tcb tcb)
+    internal TunStackConnection(EventLoop loop, Tcb tcb)
     {
         _loop = loop;
         Tcb = tcb;
@@ -58,61 +75,101 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
         _outbound = new Pipe(OutboundOptions);
         _input = new ConsumptionTrackingReader(_inbound.Reader);
         _signal = () => _loop.Signal(this);
+        _noDelay = tcb.NoDelay;
+        _keepAlive = tcb.KeepAlive;
+        _state = (int)tcb.State;
         var t = tcb.Tuple;
-        Info = new ConnectionInfo(
+        Info = new TcpConnectionInfo(
             new IPEndPoint(t.LocalAddress.ToIPAddress(), t.LocalPort),
             new IPEndPoint(t.RemoteAddress.ToIPAddress(), t.RemotePort),
-            tcb.Irs.Value, tcb.Iss.Value, tcb.PeerMss, tcb.LocalMss);
+            tcb.Irs.Value, tcb.Iss.Value, tcb.PeerMss, tcb.LocalMss,
+            tcb.Listener is null ? TcpOpenKind.Active : TcpOpenKind.Passive,
+            tcb.SackEnabled, tcb.TimestampsEnabled);
     }
 
     internal Tcb Tcb { get; }
 
-    public ConnectionInfo Info { get; }
-    public PipeReader Input => _input;
+    /// <summary>The handshake as it happened: endpoints, initial sequence numbers, MSS, options.</summary>
+    public TcpConnectionInfo Info { get; }
 
-    /// <summary>The connection's state as the event loop last saw it (for display; it changes on the loop's thread).</summary>
-    public TcpState State => Tcb.State;
+    /// <summary>Our end: for a forwarded connection, the address and port the peer wanted to reach.</summary>
+    public IPEndPoint LocalEndPoint => Info.LocalEndPoint;
+
+    /// <summary>The peer's end.</summary>
+    public IPEndPoint RemoteEndPoint => Info.RemoteEndPoint;
 
     /// <summary>
-    /// Completes when the connection is over for this host: closed, or in TIME-WAIT (which needs no application).
+    /// The bytes the peer sent. Completes at the peer's FIN; faults with a <see cref="SocketException"/> when the
+    /// connection is reset, times out or is aborted.
     /// </summary>
-    public Task Finished
+    public PipeReader Input => _input;
+
+    /// <summary>
+    /// The bytes to send. <c>FlushAsync</c> waits while the send buffer is full. Completing it half-closes the connection
+    /// (FIN after the data); completing it with an exception aborts the connection (RST).
+    /// </summary>
+    public PipeWriter Output => _outbound.Writer;
+
+    /// <summary>The connection's state as the event loop last saw it (it changes on the loop's thread).</summary>
+    public TcpState State => (TcpState)Volatile.Read(ref _state);
+
+    /// <summary>
+    /// Completes when the connection is over for this host: closed, reset, or in TIME-WAIT (which needs no application).
+    /// </summary>
+    public Task Closed => _closed.Task;
+
+    /// <summary>Turns Nagle's algorithm off (true) or on for this connection (RFC 9293 §3.7.4), as <see cref="Socket.NoDelay"/>.</summary>
+    public bool NoDelay
     {
-        get
+        get => _noDelay;
+        set
         {
-            var finished = LazyInitializer.EnsureInitialized(ref _finished,
-                static () => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
-            if (Volatile.Read(ref _isFinished) != 0) finished.TrySetResult();
-            return finished.Task;
+            _noDelay = value;
+            _loop.Post(() => Tcb.NoDelay = value);
         }
     }
 
-    /// <summary>Turns Nagle's algorithm off (true) or on for this connection (RFC 9293 §3.7.4).</summary>
-    public bool NoDelay
-    {
-        set => _loop.Post(() => Tcb.NoDelay = value);
-    }
-
-    /// <summary>Keep-alive probes on an idle connection (RFC 9293 §3.8.4).</summary>
+    /// <summary>
+    /// Keep-alive probes on an idle connection (RFC 9293 §3.8.4), timed by <see cref="TunStackOptions.KeepAliveIdle"/>,
+    /// <see cref="TunStackOptions.KeepAliveInterval"/> and <see cref="TunStackOptions.KeepAliveProbes"/>. When the probes
+    /// go unanswered the connection fails with <see cref="SocketError.TimedOut"/>.
+    /// </summary>
     public bool KeepAlive
     {
-        set => _loop.Post(() => Tcb.KeepAlive = value);
+        get => _keepAlive;
+        set
+        {
+            _keepAlive = value;
+            _loop.Post(() =>
+            {
+                if (Tcb.State != TcpState.Closed) Tcb.KeepAlive = value;
+            });
+        }
     }
-    public PipeWriter Output => _outbound.Writer;
 
-    /// <summary>Resets the connection (RST) at once, discarding unsent data (RFC 9293 §3.10.5).</summary>
-    public void Abort() => _loop.Post(() =>
+    /// <summary>
+    /// The connection as a <see cref="Stream"/> (the same one on every call), for code written against
+    /// <see cref="NetworkStream"/>. Disposing the stream disposes the connection.
+    /// </summary>
+    public TunStackStream GetStream()
     {
-        if (Tcb.State != TcpState.Closed) Tcb.Abort();
-        OnLoopSignal();
-    });
+        if (Volatile.Read(ref _stream) is { } stream) return stream;
+        Interlocked.CompareExchange(ref _stream, new TunStackStream(this), null);
+        return _stream;
+    }
+
+    /// <summary>Resets the connection (RST) at once, discarding unsent and unread data (RFC 9293 §3.10.5).</summary>
+    public void Abort() => _loop.Post(AbortOnLoop);
 
     /// <summary>
     /// Completes both pipes and lets go of the connection, as close(2) does for a socket: a graceful close (FIN after
     /// the data written) if everything received was read; a reset if received data was left unread (RFC 2525 §2.17).
+    /// Returns once the close has been handed to the stack; <see cref="Closed"/> tells when it is over.
     /// </summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposeStarted, 1) != 0)
+            return;
         await Input.CompleteAsync().ConfigureAwait(false);
         await Output.CompleteAsync().ConfigureAwait(false);
         _loop.Post(() =>
@@ -120,6 +177,15 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
             _disposed = true;
             OnLoopSignal();
         });
+    }
+
+    /// <summary>Loop thread: RST now, and both pipes end with <see cref="SocketError.ConnectionAborted"/>.</summary>
+    internal void AbortOnLoop()
+    {
+        _abortedLocally = true;
+        if (Tcb.State != TcpState.Closed) Tcb.Abort();
+        OnLoopSignal();
+        CheckFinished();
     }
 
     /// <summary>Loop thread: true once both directions are finished and the loop can forget the connection.</summary>
@@ -132,11 +198,12 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
         PumpOutbound();
     }
 
-    /// <summary>Loop thread: completes <see cref="Finished"/> once the TCB is closed or in TIME-WAIT.</summary>
+    /// <summary>Loop thread: completes <see cref="Closed"/> once the TCB is closed or in TIME-WAIT.</summary>
     internal void CheckFinished()
     {
-        if (Tcb.State is TcpState.Closed or TcpState.TimeWait && Interlocked.Exchange(ref _isFinished, 1) == 0)
-            Volatile.Read(ref _finished)?.TrySetResult();
+        Volatile.Write(ref _state, (int)Tcb.State);
+        if (Tcb.State is TcpState.Closed or TcpState.TimeWait)
+            _closed.TrySetResult();
     }
 
     /// <summary>
@@ -155,7 +222,15 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
     /// <summary>Loop thread: moves received bytes from the TCB into the input pipe, honouring its backpressure.</summary>
     internal void PumpInbound()
     {
+        Volatile.Write(ref _state, (int)Tcb.State);
         if (_inboundDone) return;
+        if (_abortedLocally)
+        {
+            // Whatever was received is discarded with the connection; a waiting read fails at once.
+            _inboundDone = true;
+            _inbound.Writer.Complete(ClosedException(reading: true));
+            return;
+        }
         if (_inboundPaused)
         {
             if (!_pendingFlush.IsCompleted) return;
@@ -198,7 +273,7 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
         else if (Tcb.State == TcpState.Closed)
         {
             _inboundDone = true;
-            writer.Complete(Tcb.CloseReason == CloseReason.Normal ? null : ClosedException());
+            writer.Complete(Tcb.CloseReason == CloseReason.Normal ? null : ClosedException(reading: true));
         }
     }
 
@@ -227,7 +302,9 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
             if (Tcb.State is not (TcpState.Established or TcpState.CloseWait))
             {
                 // Our FIN is queued or the connection is gone: tell a writer that is still writing.
-                FinishOutbound(Tcb.State == TcpState.Closed && Tcb.CloseReason != CloseReason.Normal ? ClosedException() : null);
+                FinishOutbound(Tcb.State == TcpState.Closed && (Tcb.CloseReason != CloseReason.Normal || _abortedLocally)
+                    ? ClosedException(reading: false)
+                    : null);
                 return;
             }
             if (Tcb.SendSpace == 0)
@@ -268,7 +345,9 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
             {
                 // The application completed its output with an error: abort the connection.
                 FinishOutbound(null);
+                _abortedLocally = true;
                 Tcb.Abort();
+                PumpInbound();
                 return;
             }
 
@@ -337,15 +416,20 @@ public sealed class TcpConnection : IDuplexPipe, IAsyncDisposable
             _outbound.Reader.Complete(error);
     }
 
-    private Exception ClosedException() => Tcb.CloseReason switch
+    /// <summary>The error a pipe ends with when the connection did not close normally, as a socket would report it.</summary>
+    private SocketException ClosedException(bool reading)
     {
-        CloseReason.ResetByPeer => new ConnectionResetException("Connection reset by peer."),
-        CloseReason.TimedOut => new ConnectionResetException("Connection timed out."),
-        _ => new ConnectionResetException("Connection aborted."),
-    };
+        if (_abortedLocally)
+            return new SocketException((int)(reading ? SocketError.OperationAborted : SocketError.ConnectionAborted));
+        return new SocketException((int)(Tcb.CloseReason switch
+        {
+            CloseReason.ResetByPeer => SocketError.ConnectionReset,
+            CloseReason.Refused => SocketError.ConnectionReset,
+            CloseReason.TimedOut => SocketError.TimedOut,
+            _ => SocketError.ConnectionAborted,
+        }));
+    }
 
-    public override string ToString() => Tcb.ToString();
+    /// <inheritdoc />
+    public override string ToString() => $"{LocalEndPoint} <-> {RemoteEndPoint} {State.ToRfcName()}";
 }
-
-/// <summary>The connection was reset, aborted or timed out.</summary>
-public sealed class ConnectionResetException(string message) : IOException(message);

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using TunStack.Runtime;
 
-namespace TunStack.Host.Linux;
+namespace TunStack.Linux;
 
 /// <summary>
 /// A Linux TUN device (layer 3, no packet-information prefix): every read and write is one IP datagram.
@@ -17,6 +17,7 @@ namespace TunStack.Host.Linux;
 /// </remarks>
 public sealed unsafe class TunDevice : IPacketDevice
 {
+    /// <summary>The clone device every TUN interface is opened through.</summary>
     public const string ClonePath = "/dev/net/tun";
 
     /// <summary><c>_IOW('T', 202, int)</c>.</summary>
@@ -65,6 +66,7 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// </summary>
     public DeviceOffloads Offloads { get; }
 
+    /// <inheritdoc />
     public int MaxPacketSize =>
         (Offloads & (DeviceOffloads.TcpSegmentation4 | DeviceOffloads.TcpSegmentation6)) != 0 ? ushort.MaxValue : Mtu;
 
@@ -91,7 +93,7 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// </summary>
     /// <param name="name">Interface name, at most 15 bytes; a pattern such as "tun%d" lets the kernel choose.</param>
     /// <param name="mtu">Largest datagram the caller will send or expects to receive (68..65535).</param>
-    public static TunDevice Open(string name, int mtu) => Open(name, mtu, offloads: false);
+    public static TunDevice Open(string name, int mtu = 1500) => Open(name, mtu, offloads: false);
 
     /// <summary>
     /// Like <see cref="Open(string, int)"/>; with <paramref name="offloads"/> the device carries a virtio-net header on
@@ -487,8 +489,11 @@ public sealed unsafe class TunDevice : IPacketDevice
         return Encoding.UTF8.GetString(end < 0 ? name : name[..end]);
     }
 
-    /// <summary>The kernel's rule (dev_valid_name): 1..15 bytes, not "." or "..", no '/', ':' or whitespace.</summary>
-    internal static void ValidateInterfaceName(string name)
+    /// <summary>
+    /// Checks <paramref name="name"/> against the kernel's rule (dev_valid_name): 1..15 bytes, not "." or "..", no '/',
+    /// ':' or whitespace; throws <see cref="ArgumentException"/> saying what is wrong.
+    /// </summary>
+    public static void ValidateInterfaceName(string name)
     {
         int bytes = Encoding.UTF8.GetByteCount(name);
         string? problem =
