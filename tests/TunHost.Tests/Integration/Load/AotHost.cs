@@ -4,8 +4,8 @@ using Xunit.Abstractions;
 namespace TunStack.Host.Tests.Integration.Load;
 
 /// <summary>
-/// The NativeAOT build of tunstack, which the load tests measure: it is what <c>sudo ./run-linux.sh</c> runs, and its
-/// resident memory is the host's own, not the JIT's (the JIT runtime alone is about 30 MB more). <c>./run-linux.sh
+/// The NativeAOT build of tunstack (<c>./run-linux.sh publish</c>), which the load tests measure: its resident memory
+/// is the host's own, without the JIT, its compiled code and its tiering on top. <c>./run-linux.sh
 /// test</c> publishes it first and names it in <see cref="EnvironmentVariable"/>; without the variable the first test
 /// that needs it publishes it (<c>dotnet publish src/TunHost -r linux-x64</c>, into artifacts/aot; incremental).
 /// </summary>

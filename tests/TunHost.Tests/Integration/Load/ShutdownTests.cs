@@ -6,7 +6,7 @@ namespace TunStack.Host.Tests.Integration.Load;
 /// <summary>
 /// SIGTERM and SIGINT with connections open: the host resets every one of them (the kernel's sockets see ECONNRESET at
 /// once, rather than a peer that falls silent), removes the device it created and exits 0, for the NativeAOT build
-/// (what <c>sudo ./run-linux.sh</c> runs) and for the JIT build.
+/// (<c>./run-linux.sh publish</c>) and for the JIT build.
 /// </summary>
 [Collection(IntegrationCollection.Name)]
 [Trait("Category", "Load")]
