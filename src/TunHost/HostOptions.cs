@@ -11,6 +11,7 @@ namespace TunStack.Host;
 /// <param name="Offload">Checksum and TCP segmentation offload with the TUN device (<c>--offload on|off</c>).</param>
 /// <param name="IdleTimeoutMilliseconds">How long the services let a connection wait for its peer; 0: for ever.</param>
 /// <param name="Explain">Narrate each connection's handshake and close in plain language (<c>--explain</c>).</param>
+/// <param name="Queues">TUN queues (<c>--queues</c>), one engine shard and thread each; 1 for a single-queue device.</param>
 public sealed record HostOptions(
     string TunName,
     IReadOnlyList<string> Addresses,
@@ -24,6 +25,7 @@ public sealed record HostOptions(
     bool Offload = true,
     bool Explain = false,
     Forwarding.ForwardOptions? Forward = null,
+    int Queues = 1,
     int IdleTimeoutMilliseconds = 120_000);
 
 /// <summary>Checks what the command line chose before anything is opened.</summary>
@@ -52,6 +54,10 @@ public static class HostOptionsCheck
             return "--idle-timeout must be 0 (never) or more milliseconds";
         if (options.PcapFile is not null && options.PcapLimitMegabytes < 1)
             return "--pcap-limit must be at least 1 (MB)";
+        if (options.Queues is < 1 or > 16)
+            return $"--queues must be between 1 and 16, got {options.Queues}";
+        if (options.Queues > 1 && options.Impairment is not null)
+            return "--impair works with one queue; leave out --queues";
         return null;
     }
 

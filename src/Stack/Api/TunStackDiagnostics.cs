@@ -30,17 +30,42 @@ public sealed class TunStackDiagnostics
     /// <summary>Packets the device refused with an error (each is lost, as on a link; TCP repairs it).</summary>
     public long DeviceWriteErrors { get; init; }
 
-    /// <summary>A snapshot of <paramref name="stack"/>; call it on the thread that drives the stack.</summary>
-    internal static TunStackDiagnostics Of(NetStack stack, int applicationConnectionCount, long deviceWriteErrors = 0) => new()
+    /// <summary>
+    /// With a multi-queue device, each engine shard's own counters, in queue order (what each queue's shard received,
+    /// sent and handed to another shard); with one queue, just <see cref="Counters"/>.
+    /// </summary>
+    public IReadOnlyList<StackCounters> ShardCounters { get; init; } = [];
+
+    /// <summary>The snapshots of a stack's shards as one: connections side by side, counts and counters summed.</summary>
+    internal static TunStackDiagnostics Combine(IReadOnlyList<TunStackDiagnostics> shards) => shards.Count == 1 ? shards[0] : new()
     {
-        Connections = stack.Connections.Select(TcpConnectionStatistics.From).ToArray(),
-        TimeWaitCount = stack.TimeWaitCount,
-        ApplicationConnectionCount = applicationConnectionCount,
-        Counters = stack.Counters.Snapshot(),
-        BufferBytes = stack.Buffers.InUse,
-        BufferPeakBytes = stack.Buffers.Peak,
-        DeviceWriteErrors = deviceWriteErrors,
+        Connections = shards.SelectMany(d => d.Connections).ToArray(),
+        TimeWaitCount = shards.Sum(d => d.TimeWaitCount),
+        ApplicationConnectionCount = shards.Sum(d => d.ApplicationConnectionCount),
+        Counters = StackCounters.Sum(shards.Select(d => d.Counters)),
+        ShardCounters = shards.Select(d => d.Counters).ToArray(),
+        // The shards share one buffer budget: each snapshot saw all of it.
+        BufferBytes = shards.Max(d => d.BufferBytes),
+        BufferPeakBytes = shards.Max(d => d.BufferPeakBytes),
+        DeviceWriteErrors = shards.Sum(d => d.DeviceWriteErrors),
     };
+
+    /// <summary>A snapshot of <paramref name="stack"/>; call it on the thread that drives the stack.</summary>
+    internal static TunStackDiagnostics Of(NetStack stack, int applicationConnectionCount, long deviceWriteErrors = 0)
+    {
+        var counters = stack.Counters.Snapshot();
+        return new()
+        {
+            Connections = stack.Connections.Select(TcpConnectionStatistics.From).ToArray(),
+            TimeWaitCount = stack.TimeWaitCount,
+            ApplicationConnectionCount = applicationConnectionCount,
+            Counters = counters,
+            ShardCounters = [counters],
+            BufferBytes = stack.Buffers.InUse,
+            BufferPeakBytes = stack.Buffers.Peak,
+            DeviceWriteErrors = deviceWriteErrors,
+        };
+    }
 }
 
 /// <summary>One connection in a <see cref="TunStackDiagnostics"/> snapshot.</summary>
