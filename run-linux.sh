@@ -45,7 +45,7 @@ Usage:
   ./run-linux.sh bench [BenchmarkDotNet options...]
       Run the microbenchmarks: dotnet run -c Release --project bench/Stack.Benchmarks -- --filter '*' [options]
 
-  sudo ./run-linux.sh bench e2e [--runs N] [--quick] [--loss PCT] [--mtu LIST] [--timeout SEC] [--keep-logs]
+  sudo ./run-linux.sh bench e2e [--runs N] [--quick] [--loss PCT] [--mtu LIST] [--timeout SEC] [--keep-logs] [--jit]
       End to end, in one run: the stack over tun0 against the Linux kernel over a veth pair (the same HTTP code
       over kernel sockets), with curl (1 GiB down, 1 GiB up with SHA-256 check), wrk and ab from one client
       namespace, at MTU 1500 and 65520; prints a markdown table of medians and the ratio stack/kernel.
@@ -313,15 +313,16 @@ need_aot_packages() {
 
 AOT_DIR="$ROOT/artifacts/aot"
 
-# dotnet publish of the tunstack host as a NativeAOT executable into $AOT_DIR (incremental).
+# dotnet publish of the tunstack host as a NativeAOT executable into $AOT_DIR (incremental). $2, when given, is
+# as_invoker: publish as the user who built the tree, like the build that came before.
 publish_aot() {
-    local dotnet=$1 rid
+    local dotnet=$1 run=${2:-} rid
     case "$(uname -m)" in
         aarch64) rid=linux-arm64 ;;
         *) rid=linux-x64 ;;
     esac
     say "Publishing the NativeAOT tunstack ($rid) into $AOT_DIR..."
-    "$dotnet" publish src/TunHost -c Release -r "$rid" -o "$AOT_DIR" --nologo -v quiet </dev/null
+    $run "$dotnet" publish src/TunHost -c Release -r "$rid" -o "$AOT_DIR" --nologo -v quiet </dev/null
 }
 
 cmd_publish() {
@@ -357,7 +358,7 @@ cmd_test() {
 
     say "Building TunStack.sln (Release)..."
     "$dotnet" build TunStack.sln -c Release --nologo
-    # The load tests run the NativeAOT host, as sudo ./run-linux.sh would in production; without it they publish it.
+    # The load tests measure the NativeAOT host; without TUNSTACK_AOT_HOST they would publish it themselves.
     if publish_aot "$dotnet"; then
         export TUNSTACK_AOT_HOST="$AOT_DIR/tunstack"
     else
@@ -440,6 +441,19 @@ cmd_bench_e2e() {
     as_invoker "$dotnet" build -c Release src/TunHost --nologo -v quiet >&2
     dll=$(find "$ROOT/src/TunHost/bin/Release" -name tunstack.dll -print -quit 2>/dev/null || true)
     [[ -n $dll ]] || die "build finished but src/TunHost/bin/Release/*/tunstack.dll is missing"
+    # Both servers run the NativeAOT tunstack unless --jit (e2e.sh reads TUNSTACK_EXE).
+    local jit=0
+    for arg in "$@"; do [[ $arg == --jit ]] && jit=1; done
+    if ((jit == 0)); then
+        local -a need=()
+        need_aot_packages
+        if ((${#need[@]} > 0)); then
+            apt-get update -qq </dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                "${need[@]}" </dev/null >&2 || die "apt-get install ${need[*]} failed (or use --jit)"
+        fi
+        publish_aot "$dotnet" as_invoker >&2 || die "the NativeAOT publish failed (or use --jit)"
+        export TUNSTACK_EXE="$AOT_DIR/tunstack"
+    fi
     DOTNET="$dotnet" TUNSTACK_DLL="$dll" exec bash "$ROOT/bench/e2e.sh" "$@"
 }
 
