@@ -37,10 +37,15 @@ Usage:
       packages the tests use and runs the integration tests (real TUN device, kernel as peer); without root
       those are skipped (with CI=true they fail instead). The last line is "N passed, M failed, K skipped".
 
+  ./run-linux.sh publish
+      Publish tunstack as a NativeAOT executable (no JIT: a fraction of the JIT build's memory) into
+      artifacts/aot/tunstack; it takes the same options. As root it first installs clang and zlib1g-dev when
+      missing. "test" publishes it too: the load tests (trait Category=Load) measure it.
+
   ./run-linux.sh bench [BenchmarkDotNet options...]
       Run the microbenchmarks: dotnet run -c Release --project bench/Stack.Benchmarks -- --filter '*' [options]
 
-  sudo ./run-linux.sh bench e2e [--runs N] [--quick] [--loss PCT] [--mtu LIST] [--timeout SEC] [--keep-logs]
+  sudo ./run-linux.sh bench e2e [--runs N] [--quick] [--loss PCT] [--mtu LIST] [--timeout SEC] [--keep-logs] [--jit]
       End to end, in one run: the stack over tun0 against the Linux kernel over a veth pair (the same HTTP code
       over kernel sockets), with curl (1 GiB down, 1 GiB up with SHA-256 check), wrk and ab from one client
       namespace, at MTU 1500 and 65520; prints a markdown table of medians and the ratio stack/kernel.
@@ -281,6 +286,10 @@ install_test_packages() {
     else
         command -v nc >/dev/null 2>&1 || need+=(netcat-openbsd)
     fi
+    # The load tests: ApacheBench and nmap; clang and zlib for the NativeAOT host they measure.
+    command -v ab >/dev/null 2>&1 || need+=(apache2-utils)
+    command -v nmap >/dev/null 2>&1 || need+=(nmap)
+    need_aot_packages
     ((${#need[@]} > 0)) || return 0
 
     if ! is_root; then
@@ -292,6 +301,43 @@ install_test_packages() {
     apt-get update -qq </dev/null || die "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" </dev/null ||
         die "apt-get install ${need[*]} failed"
+}
+
+# Adds to the caller's need array what the NativeAOT publish needs (the native linker and zlib).
+need_aot_packages() {
+    command -v clang >/dev/null 2>&1 || need+=(clang)
+    if command -v dpkg-query >/dev/null 2>&1; then
+        package_installed zlib1g-dev || need+=(zlib1g-dev)
+    fi
+}
+
+AOT_DIR="$ROOT/artifacts/aot"
+
+# dotnet publish of the tunstack host as a NativeAOT executable into $AOT_DIR (incremental). $2, when given, is
+# as_invoker: publish as the user who built the tree, like the build that came before.
+publish_aot() {
+    local dotnet=$1 run=${2:-} rid
+    case "$(uname -m)" in
+        aarch64) rid=linux-arm64 ;;
+        *) rid=linux-x64 ;;
+    esac
+    say "Publishing the NativeAOT tunstack ($rid) into $AOT_DIR..."
+    $run "$dotnet" publish src/TunHost -c Release -r "$rid" -o "$AOT_DIR" --nologo -v quiet </dev/null
+}
+
+cmd_publish() {
+    local dotnet
+    dotnet=$(find_dotnet) || die "dotnet not found: install the .NET 10 SDK"
+    local -a need=()
+    need_aot_packages
+    if ((${#need[@]} > 0)); then
+        is_root || die "the NativeAOT publish needs ${need[*]}: run as root to install them, or apt-get install them"
+        apt-get update -qq </dev/null || die "apt-get update failed"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" </dev/null ||
+            die "apt-get install ${need[*]} failed"
+    fi
+    publish_aot "$dotnet"
+    say "$AOT_DIR/tunstack"
 }
 
 # Reads attribute $2 of the <Counters .../> element in trx file $1 (0 when absent).
@@ -312,6 +358,12 @@ cmd_test() {
 
     say "Building TunStack.sln (Release)..."
     "$dotnet" build TunStack.sln -c Release --nologo
+    # The load tests measure the NativeAOT host; without TUNSTACK_AOT_HOST they would publish it themselves.
+    if publish_aot "$dotnet"; then
+        export TUNSTACK_AOT_HOST="$AOT_DIR/tunstack"
+    else
+        say "The NativeAOT publish failed; the load tests will fail."
+    fi
 
     rm -rf "$RESULTS"
     mkdir -p "$RESULTS"
@@ -389,6 +441,19 @@ cmd_bench_e2e() {
     as_invoker "$dotnet" build -c Release src/TunHost --nologo -v quiet >&2
     dll=$(find "$ROOT/src/TunHost/bin/Release" -name tunstack.dll -print -quit 2>/dev/null || true)
     [[ -n $dll ]] || die "build finished but src/TunHost/bin/Release/*/tunstack.dll is missing"
+    # Both servers run the NativeAOT tunstack unless --jit (e2e.sh reads TUNSTACK_EXE).
+    local jit=0
+    for arg in "$@"; do [[ $arg == --jit ]] && jit=1; done
+    if ((jit == 0)); then
+        local -a need=()
+        need_aot_packages
+        if ((${#need[@]} > 0)); then
+            apt-get update -qq </dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                "${need[@]}" </dev/null >&2 || die "apt-get install ${need[*]} failed (or use --jit)"
+        fi
+        publish_aot "$dotnet" as_invoker >&2 || die "the NativeAOT publish failed (or use --jit)"
+        export TUNSTACK_EXE="$AOT_DIR/tunstack"
+    fi
     DOTNET="$dotnet" TUNSTACK_DLL="$dll" exec bash "$ROOT/bench/e2e.sh" "$@"
 }
 
@@ -481,6 +546,11 @@ case "${1:-}" in
         shift
         (($# == 0)) || die "'test' takes no arguments"
         cmd_test
+        ;;
+    publish)
+        shift
+        (($# == 0)) || die "'publish' takes no arguments"
+        cmd_publish
         ;;
     bench)
         shift

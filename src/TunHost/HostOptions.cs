@@ -9,6 +9,7 @@ namespace TunStack.Host;
 /// <param name="Impairment">Fault injection between the TUN device and the engine (<c>--impair</c>), or null.</param>
 /// <param name="Forward">With <c>tunstack forward</c>: where connections to other addresses are relayed, or null.</param>
 /// <param name="Offload">Checksum and TCP segmentation offload with the TUN device (<c>--offload on|off</c>).</param>
+/// <param name="IdleTimeoutMilliseconds">How long the services let a connection wait for its peer; 0: for ever.</param>
 /// <param name="Explain">Narrate each connection's handshake and close in plain language (<c>--explain</c>).</param>
 /// <param name="Queues">TUN queues (<c>--queues</c>), one engine shard and thread each; 1 for a single-queue device.</param>
 public sealed record HostOptions(
@@ -24,7 +25,8 @@ public sealed record HostOptions(
     bool Offload = true,
     bool Explain = false,
     Forwarding.ForwardOptions? Forward = null,
-    int Queues = 1);
+    int Queues = 1,
+    int IdleTimeoutMilliseconds = 120_000);
 
 /// <summary>Checks what the command line chose before anything is opened.</summary>
 public static class HostOptionsCheck
@@ -48,6 +50,8 @@ public static class HostOptionsCheck
             if (ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && options.Mtu < 1280)
                 return $"--address {text}: IPv6 needs --mtu 1280 or more (RFC 8200 §5), got {options.Mtu}; give only IPv4 addresses for a smaller MTU";
         }
+        if (options.IdleTimeoutMilliseconds < 0)
+            return "--idle-timeout must be 0 (never) or more milliseconds";
         if (options.PcapFile is not null && options.PcapLimitMegabytes < 1)
             return "--pcap-limit must be at least 1 (MB)";
         if (options.Queues is < 1 or > 16)

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using TunStack.Host;
 
 var tun = new Option<string>("--tun")
@@ -57,6 +56,14 @@ var finTimeout = new Option<int>("--fin-timeout")
     DefaultValueFactory = _ => 60_000,
 };
 
+var idleTimeout = new Option<int>("--idle-timeout")
+{
+    HelpName = "ms",
+    Description = "How long the services (HTTP, echo, discard) let a connection wait for its peer: for the next request, " +
+        "for more of one, or for the peer to take our data; then they close it (reset when the peer stopped reading). 0: never",
+    DefaultValueFactory = _ => 120_000,
+};
+
 var impair = new Option<string?>("--impair")
 {
     HelpName = "spec",
@@ -100,7 +107,7 @@ var root = new RootCommand(
                                               lose and reorder 1% of the packets each way, repeatably
     """)
 {
-    tun, address, mtu, trace, explain, msl, finTimeout, pcap, pcapLimit, impair, offload, queues,
+    tun, address, mtu, trace, explain, msl, finTimeout, idleTimeout, pcap, pcapLimit, impair, offload, queues,
 };
 // Hidden: the same services over kernel sockets, the reference that ./run-linux.sh bench e2e measures against.
 root.Subcommands.Add(TunStack.Host.KernelReference.KernelReferenceCommand.Create());
@@ -121,22 +128,19 @@ root.SetAction(async (parse, cancellationToken) =>
         parse.GetValue(msl), parse.GetValue(finTimeout), parse.GetValue(pcap), parse.GetValue(pcapLimit), impairment,
         parse.GetValue(offload) == "on",
         parse.GetValue(explain),
-        Queues: parse.GetValue(queues));
+        Queues: parse.GetValue(queues), IdleTimeoutMilliseconds: parse.GetValue(idleTimeout));
     if (HostOptionsCheck.Problem(options) is { } problem)
     {
         Console.Error.WriteLine($"tunstack: {problem}");
         return 2;
     }
 
-    // SIGINT and SIGTERM stop the stack cleanly.
-    using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-    using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; stop.Cancel(); });
-    using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
-
+    // SIGINT and SIGTERM cancel cancellationToken (System.CommandLine's handler, see InvokeAsync below): the host
+    // resets its connections, closes the device and returns 0.
     var console = TextWriter.Synchronized(new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = true });
     try
     {
-        return await new StackHost(options, console).RunAsync(stop.Token);
+        return await new StackHost(options, console).RunAsync(cancellationToken);
     }
     catch (Exception e) when (e is IOException or UnauthorizedAccessException)
     {
@@ -146,6 +150,8 @@ root.SetAction(async (parse, cancellationToken) =>
 });
 
 var parsed = root.Parse(args);
-int status = await parsed.InvokeAsync();
+// System.CommandLine turns SIGINT and SIGTERM into cancellation of the action's token, and gives the action this long to
+// return before it ends the process with 130 or 143. A second handler of our own would race with it.
+int status = await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(5) });
 // A command line that does not parse is a usage error, status 2 like a bad option value (System.CommandLine says 1).
 return parsed.Errors.Count > 0 ? 2 : status;

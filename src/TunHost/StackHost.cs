@@ -44,6 +44,13 @@ public sealed class StackHost
         var host = await TunStackHost.StartAsync(devices, StackOptions(_options, _console), cancellationToken).ConfigureAwait(false);
         IService[] services;
         var serving = new List<Task>();
+        var idle = _options.IdleTimeoutMilliseconds == 0
+            ? Timeout.InfiniteTimeSpan
+            : TimeSpan.FromMilliseconds(_options.IdleTimeoutMilliseconds);
+        // The services stop after the stack, not with the signal: a service that saw the signal first would close its
+        // connection gracefully (a FIN) before the stack resets it, and the peer would take a cut-off answer for a whole one.
+        using var servicesStop = new CancellationTokenSource();
+        QuietTimeTrimmer? trimmer = null;
         try
         {
             services =
@@ -51,17 +58,20 @@ public sealed class StackHost
                 new HttpService(() => StatsJson.Render(Snapshot(host), impaired))
                 {
                     ConnectionsProvider = () => ConnectionTable.Render(Snapshot(host)),
+                    IdleTimeout = idle,
                 },
-                new EchoService(),
-                new DiscardService(),
+                new EchoService { IdleTimeout = idle },
+                new DiscardService { IdleTimeout = idle },
             ];
             foreach (var service in services)
             {
                 var listener = await host.ListenAsync(service.Port).ConfigureAwait(false);
-                serving.Add(AcceptLoopAsync(service, listener, _console, cancellationToken));
+                serving.Add(AcceptLoopAsync(service, listener, _console, servicesStop.Token));
             }
             if (_options.Forward is { } forward)
-                serving.Add(new Forwarding.Forwarder(forward, _console).RunAsync(host, cancellationToken));
+                serving.Add(new Forwarding.Forwarder(forward, _console).RunAsync(host, servicesStop.Token));
+            // After a burst, once the stack is quiet, resident memory goes back to what is alive (see the class).
+            trimmer = new QuietTimeTrimmer(() => host.PacketActivity);
 
             if (capture is not null)
                 _console.WriteLine($"tunstack: capturing every packet to {_options.PcapFile} (pcap, raw IP; limit {_options.PcapLimitMegabytes} MB)");
@@ -80,7 +90,11 @@ public sealed class StackHost
         }
         finally
         {
+            trimmer?.Dispose();
+            // Resets every connection still open: without the stack nobody could finish them. The services see the
+            // reset on their connections; anything else they wait for is cancelled.
             await host.DisposeAsync().ConfigureAwait(false);
+            await servicesStop.CancelAsync().ConfigureAwait(false);
         }
         if (capture is not null)
         {
@@ -94,7 +108,7 @@ public sealed class StackHost
             _console.WriteLine($"tunstack: event loop failed: {host.Completion.Exception!.InnerException}");
             return 1;
         }
-        _console.WriteLine("tunstack stopped" +
+        _console.WriteLine($"tunstack stopped; {host.ConnectionsResetAtStop} connection(s) reset" +
             (impaired is null ? string.Empty : $"; impaired in: {impaired.Inbound}; out: {impaired.Outbound}"));
         return 0;
     }

@@ -8,6 +8,12 @@ namespace TunStack.Host;
 /// <summary>Renders the connection table and counters as JSON for <c>GET /stats</c>, from a diagnostics snapshot.</summary>
 public static class StatsJson
 {
+    /// <summary>
+    /// Connections listed one by one at most; <c>connectionCount</c> and <c>connectionStates</c> count them all. Bounds
+    /// what one request costs when tens of thousands are open.
+    /// </summary>
+    public const int MaxListedConnections = 1000;
+
     /// <param name="diagnostics">The stack's connections and counters (<see cref="TunStackHost.GetDiagnosticsAsync"/>).</param>
     /// <param name="impaired">With <c>--impair</c>, the device whose counts are shown under <c>impairment</c>.</param>
     public static string Render(TunStackDiagnostics diagnostics, ImpairedDevice? impaired = null)
@@ -16,9 +22,24 @@ public static class StatsJson
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
             json.WriteStartObject();
+            json.WriteNumber("connectionCount", diagnostics.Connections.Count);
+            json.WriteNumber("timeWaitCount", diagnostics.TimeWaitCount);
+            json.WriteStartObject("connectionStates");
+            Span<int> states = stackalloc int[Enum.GetValues<TcpState>().Length];
+            foreach (var connection in diagnostics.Connections)
+                states[(int)connection.State]++;
+            for (int i = 0; i < states.Length; i++)
+            {
+                if (states[i] != 0)
+                    json.WriteNumber(((TcpState)i).ToString(), states[i]);
+            }
+            json.WriteEndObject();
             json.WriteStartArray("connections");
+            int listed = 0;
             foreach (var connection in diagnostics.Connections)
             {
+                if (listed++ == MaxListedConnections)
+                    break;
                 json.WriteStartObject();
                 json.WriteString("local", Endpoint(connection.LocalEndPoint));
                 json.WriteString("remote", Endpoint(connection.RemoteEndPoint));
@@ -79,6 +100,12 @@ public static class StatsJson
             json.WriteNumber("echoRepliesSent", c.EchoRepliesSent);
             json.WriteNumber("timeWaitLimitReached", c.TimeWaitLimitReached);
             json.WriteNumber("packetTooBigReceived", c.PacketTooBigReceived);
+            json.WriteNumber("connectionLimitReached", c.ConnectionLimitReached);
+            json.WriteNumber("memoryLimitReached", c.MemoryLimitReached);
+            json.WriteNumber("challengeAcksSent", c.ChallengeAcksSent);
+            json.WriteNumber("outOfWindowAcksSuppressed", c.OutOfWindowAcksSuppressed);
+            json.WriteNumber("resetsOnUnreadData", c.ResetsOnUnreadData);
+            json.WriteNumber("pawsRejected", c.PawsRejected);
             json.WriteEndObject();
 
             json.WriteStartObject("drops");
@@ -100,6 +127,8 @@ public static class StatsJson
             }
             json.WriteEndArray();
 
+            WriteMemory(json, diagnostics);
+
             if (impaired is not null)
             {
                 json.WriteStartObject("impairment");
@@ -111,6 +140,33 @@ public static class StatsJson
             json.WriteEndObject();
         }
         return Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    /// <summary>
+    /// Where the host's memory is: resident set (VmRSS, and its peak VmHWM, from /proc/self/status), the managed heap
+    /// as of the last collection, and the connections' pooled buffers.
+    /// </summary>
+    private static void WriteMemory(Utf8JsonWriter json, TunStackDiagnostics diagnostics)
+    {
+        var gc = GC.GetGCMemoryInfo();
+        json.WriteStartObject("memory");
+        if (ProcessMemory.TryRead(out long resident, out long peak))
+        {
+            json.WriteNumber("residentBytes", resident);
+            json.WriteNumber("peakResidentBytes", peak);
+        }
+        json.WriteNumber("managedHeapBytes", gc.HeapSizeBytes);
+        json.WriteNumber("managedCommittedBytes", gc.TotalCommittedBytes);
+        json.WriteNumber("managedFragmentedBytes", gc.FragmentedBytes);
+        json.WriteNumber("managedAllocatedBytes", GC.GetTotalAllocatedBytes());
+        json.WriteNumber("gen0Collections", GC.CollectionCount(0));
+        json.WriteNumber("gen1Collections", GC.CollectionCount(1));
+        json.WriteNumber("gen2Collections", GC.CollectionCount(2));
+        json.WriteNumber("bufferBytes", diagnostics.BufferBytes);
+        json.WriteNumber("bufferPeakBytes", diagnostics.BufferPeakBytes);
+        json.WriteNumber("applicationConnections", diagnostics.ApplicationConnectionCount);
+        json.WriteNumber("deviceWriteErrors", diagnostics.DeviceWriteErrors);
+        json.WriteEndObject();
     }
 
     /// <summary>address:port, with the IPv6 address in brackets (RFC 3986 §3.2.2).</summary>

@@ -31,6 +31,15 @@ public class HostOptionsTests
     }
 
     [Fact]
+    public void The_idle_timeout_is_zero_for_never_or_positive()
+    {
+        Assert.Equal(120_000, Options().IdleTimeoutMilliseconds);
+        Assert.Null(HostOptionsCheck.Problem(Options() with { IdleTimeoutMilliseconds = 0 }));
+        Assert.Null(HostOptionsCheck.Problem(Options() with { IdleTimeoutMilliseconds = 500 }));
+        Assert.Contains("--idle-timeout", HostOptionsCheck.Problem(Options() with { IdleTimeoutMilliseconds = -1 }));
+    }
+
+    [Fact]
     public void A_pcap_limit_below_one_megabyte_is_refused()
     {
         Assert.Contains("--pcap-limit", HostOptionsCheck.Problem(Options(pcap: "/tmp/x.pcap", pcapLimit: 0)));

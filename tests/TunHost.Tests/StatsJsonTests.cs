@@ -64,6 +64,64 @@ public sealed class StatsJsonTests
         Assert.Equal(0, impairment.GetProperty("inbound").GetProperty("packets").GetInt64());
     }
 
+    [Fact]
+    public void Counts_connections_by_state_and_lists_at_most_the_limit()
+    {
+        var stack = new NetStack(new NetStackOptions { HalfOpenLimit = 5000 });
+        stack.Listen(80);
+        int opened = StatsJson.MaxListedConnections + 200;
+        for (int i = 0; i < opened; i++)
+            stack.Receive(Syn(sourcePort: (ushort)(10000 + i)), nowMicros: 1_000);
+
+        using var stats = JsonDocument.Parse(StatsJson.Render(TunStackDiagnostics.Of(stack, 0)));
+        JsonElement root = stats.RootElement;
+        Assert.Equal(opened, root.GetProperty("connectionCount").GetInt32());
+        Assert.Equal(0, root.GetProperty("timeWaitCount").GetInt32());
+        Assert.Equal(opened, root.GetProperty("connectionStates").GetProperty("SynReceived").GetInt32());
+        Assert.Single(root.GetProperty("connectionStates").EnumerateObject());
+        Assert.Equal(StatsJson.MaxListedConnections, root.GetProperty("connections").GetArrayLength());
+        Assert.Equal("SynReceived", root.GetProperty("connections")[0].GetProperty("state").GetString());
+    }
+
+    [Fact]
+    public void The_memory_section_reports_the_process_and_the_buffers()
+    {
+        using var stats = JsonDocument.Parse(StatsJson.Render(TunStackDiagnostics.Of(new NetStack(new NetStackOptions()), 0)));
+        JsonElement memory = stats.RootElement.GetProperty("memory");
+        if (OperatingSystem.IsLinux())
+        {
+            long resident = memory.GetProperty("residentBytes").GetInt64();
+            Assert.InRange(resident, 1L << 20, 64L << 30);
+            Assert.True(memory.GetProperty("peakResidentBytes").GetInt64() >= resident);
+        }
+        Assert.True(memory.GetProperty("managedAllocatedBytes").GetInt64() > 0);
+        Assert.Equal(0, memory.GetProperty("bufferBytes").GetInt64());
+        Assert.Equal(0, memory.GetProperty("applicationConnections").GetInt32());
+    }
+
+    [Fact]
+    public void Resident_memory_is_parsed_from_proc_status()
+    {
+        const string status = "Name:\ttunstack\nVmPeak:\t  100 kB\nVmHWM:\t   40504 kB\nVmRSS:\t   39000 kB\nThreads:\t9\n";
+        Assert.True(ProcessMemory.TryParseStatus(status, out long resident, out long peak));
+        Assert.Equal(39000L * 1024, resident);
+        Assert.Equal(40504L * 1024, peak);
+        Assert.False(ProcessMemory.TryParseStatus("VmRSS:\t12 MB\n", out _, out _));
+        Assert.False(ProcessMemory.TryParseStatus(null, out _, out _));
+    }
+
+    /// <summary>An IPv4 SYN from 198.18.0.1 to 198.18.0.2:80 with valid checksums.</summary>
+    private static byte[] Syn(ushort sourcePort)
+    {
+        var source = TunStack.Wire.IpAddress.Parse("198.18.0.1");
+        var destination = TunStack.Wire.IpAddress.Parse("198.18.0.2");
+        byte[] packet = new byte[40];
+        TunStack.Wire.Ipv4Packet.WriteHeader(packet, source, destination, 6, 20, identification: 1);
+        TunStack.Wire.TcpSegment.WriteHeader(packet.AsSpan(20), sourcePort, 80, 1000, 0, TunStack.Wire.TcpFlags.Syn, 65535, 0);
+        TunStack.Wire.TcpSegment.WriteChecksum(packet.AsSpan(20), source, destination);
+        return packet;
+    }
+
     private sealed class SinkDevice : IPacketDevice
     {
         public int Writes;

@@ -36,4 +36,7 @@ internal static partial class Log
 
     [LoggerMessage(10, LogLevel.Trace, "Connection {Connection} finished")]
     public static partial void ConnectionFinished(this ILogger logger, TunStackConnection connection);
+
+    [LoggerMessage(11, LogLevel.Error, "Application code on the event loop failed; counted as an internal error, its connection reset, the loop goes on")]
+    public static partial void LoopActionFailed(this ILogger logger, Exception exception);
 }

@@ -27,6 +27,21 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
 {
     private const int MaxChunk = 64 * 1024;
 
+    /// <summary>
+    /// Bytes a pipe holds before its writer waits: the application's output on top of the TCB's send buffer, received
+    /// bytes on top of the receive buffer. The TCB's buffers are the windows; the pipes only stage bytes between two
+    /// threads, so they need not be large, and every busy connection holds up to this much in each.
+    /// </summary>
+    private const int PauseThreshold = 128 * 1024, ResumeThreshold = 64 * 1024;
+
+    // Immutable and shared by every connection, rather than two more objects each.
+    private static readonly PipeOptions InboundOptions = new(
+        readerScheduler: PipeScheduler.ThreadPool, writerScheduler: PipeScheduler.Inline,
+        pauseWriterThreshold: PauseThreshold, resumeWriterThreshold: ResumeThreshold, useSynchronizationContext: false);
+    private static readonly PipeOptions OutboundOptions = new(
+        readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.ThreadPool,
+        pauseWriterThreshold: PauseThreshold, resumeWriterThreshold: ResumeThreshold, useSynchronizationContext: false);
+
     private readonly EventLoop _loop;
     private readonly Pipe _inbound;   // loop writes, application reads
     private readonly Pipe _outbound;  // application writes, loop reads
@@ -56,12 +71,8 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
     {
         _loop = loop;
         Tcb = tcb;
-        _inbound = new Pipe(new PipeOptions(
-            readerScheduler: PipeScheduler.ThreadPool, writerScheduler: PipeScheduler.Inline,
-            pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false));
-        _outbound = new Pipe(new PipeOptions(
-            readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.ThreadPool,
-            pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false));
+        _inbound = new Pipe(InboundOptions);
+        _outbound = new Pipe(OutboundOptions);
         _input = new ConsumptionTrackingReader(_inbound.Reader);
         _signal = () => _loop.Signal(this);
         _noDelay = tcb.NoDelay;
@@ -300,7 +311,16 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
                 return;
             }
             if (Tcb.SendSpace == 0)
-                return; // resumed by a Writable event
+            {
+                // Resumed by a Writable event. But an application that completed its output with an error wants the
+                // reset now, not once the peer has taken what is queued: a peer that stopped reading never would.
+                if (OutputFailed(reader))
+                {
+                    FinishOutbound(null);
+                    Tcb.Abort();
+                }
+                return;
+            }
 
             ReadResult result;
             try
@@ -359,6 +379,29 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
             _readPending = false;
             try { _pendingRead.GetAwaiter().GetResult(); } catch (Exception) { }
             reader.Complete(_outboundError);
+        }
+    }
+
+    /// <summary>Loop thread, send buffer full: whether the application completed its output with an error. Takes nothing.</summary>
+    private bool OutputFailed(PipeReader reader)
+    {
+        try
+        {
+            if (_readPending)
+            {
+                if (!_pendingRead.IsCompleted) return false;
+                _readPending = false;
+                reader.AdvanceTo(_pendingRead.GetAwaiter().GetResult().Buffer.Start);
+            }
+            else if (reader.TryRead(out var result))
+            {
+                reader.AdvanceTo(result.Buffer.Start);
+            }
+            return false;
+        }
+        catch (Exception)
+        {
+            return true; // the writer's exception, thrown by the read
         }
     }
 

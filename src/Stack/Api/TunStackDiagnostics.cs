@@ -21,6 +21,15 @@ public sealed class TunStackDiagnostics
     /// <summary>The stack's counters (packets, segments, retransmissions, drops by reason), copied at the snapshot.</summary>
     public required StackCounters Counters { get; init; }
 
+    /// <summary>Bytes of send and receive buffer the connections hold now (the stack's buffer budget in use).</summary>
+    public long BufferBytes { get; init; }
+
+    /// <summary>The most buffer bytes the connections have held at once.</summary>
+    public long BufferPeakBytes { get; init; }
+
+    /// <summary>Packets the device refused with an error (each is lost, as on a link; TCP repairs it).</summary>
+    public long DeviceWriteErrors { get; init; }
+
     /// <summary>
     /// With a multi-queue device, each engine shard's own counters, in queue order (what each queue's shard received,
     /// sent and handed to another shard); with one queue, just <see cref="Counters"/>.
@@ -35,10 +44,14 @@ public sealed class TunStackDiagnostics
         ApplicationConnectionCount = shards.Sum(d => d.ApplicationConnectionCount),
         Counters = StackCounters.Sum(shards.Select(d => d.Counters)),
         ShardCounters = shards.Select(d => d.Counters).ToArray(),
+        // The shards share one buffer budget: each snapshot saw all of it.
+        BufferBytes = shards.Max(d => d.BufferBytes),
+        BufferPeakBytes = shards.Max(d => d.BufferPeakBytes),
+        DeviceWriteErrors = shards.Sum(d => d.DeviceWriteErrors),
     };
 
     /// <summary>A snapshot of <paramref name="stack"/>; call it on the thread that drives the stack.</summary>
-    internal static TunStackDiagnostics Of(NetStack stack, int applicationConnectionCount)
+    internal static TunStackDiagnostics Of(NetStack stack, int applicationConnectionCount, long deviceWriteErrors = 0)
     {
         var counters = stack.Counters.Snapshot();
         return new()
@@ -48,6 +61,9 @@ public sealed class TunStackDiagnostics
             ApplicationConnectionCount = applicationConnectionCount,
             Counters = counters,
             ShardCounters = [counters],
+            BufferBytes = stack.Buffers.InUse,
+            BufferPeakBytes = stack.Buffers.Peak,
+            DeviceWriteErrors = deviceWriteErrors,
         };
     }
 }

@@ -207,7 +207,7 @@ public sealed class TunStackHost : IAsyncDisposable
     {
         ThrowIfDisposed();
         var parts = await Task.WhenAll(_loops.Select(loop =>
-            loop.InvokeAsync(() => TunStackDiagnostics.Of(loop.Stack, loop.ApplicationConnectionCount))))
+            loop.InvokeAsync(() => TunStackDiagnostics.Of(loop.Stack, loop.ApplicationConnectionCount, loop.WriteErrors))))
             .WaitAsync(cancellationToken).ConfigureAwait(false);
         return TunStackDiagnostics.Combine(parts);
     }
@@ -233,6 +233,30 @@ public sealed class TunStackHost : IAsyncDisposable
                 device.Dispose();
         _logger.Stopped(_devices[0].Name);
     }
+
+    /// <summary>
+    /// Packets received and sent so far, read from any thread without a snapshot: it grows while the stack is busy and
+    /// stands still while it is quiet (for housekeeping that waits for quiet; not an exact count while it changes).
+    /// </summary>
+    public long PacketActivity
+    {
+        get
+        {
+            long packets = 0;
+            foreach (var loop in _loops)
+            {
+                var counters = loop.Stack.Counters;
+                packets += Volatile.Read(ref counters.PacketsReceived) + counters.PacketsSent;
+            }
+            return packets;
+        }
+    }
+
+    /// <summary>
+    /// Connections that <see cref="DisposeAsync"/> reset because they were still synchronized (RST sent to the peer);
+    /// read it after DisposeAsync returned.
+    /// </summary>
+    public int ConnectionsResetAtStop => _loops.Sum(loop => loop.ConnectionsResetAtStop);
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 }

@@ -42,6 +42,7 @@ internal sealed class EventLoop : IDisposable
     private readonly Lock _postGate = new();
     private Thread? _thread;
     private volatile bool _stopping;
+    private long _writeErrors;
     private bool _closed; // under _postGate: the loop is done and runs nothing posted any more
     private int _loopThreadId = -1;
     private EventLoop[]? _group;                                 // every loop of a multi-queue host, by shard; null alone
@@ -242,12 +243,18 @@ internal sealed class EventLoop : IDisposable
         _thread.Start();
     }
 
-    /// <summary>Stops the loop and waits for its thread to finish.</summary>
+    /// <summary>
+    /// Stops the loop and waits for its thread to finish. Connections still open are reset on the way out (RST to each
+    /// peer, RFC 9293 §3.10.5 ABORT) and their applications see the reset: once the loop is gone nobody could finish a
+    /// graceful close, so no peer is left retransmitting into silence and no application waits on a dead loop.
+    /// </summary>
     public void Stop()
     {
         _stopping = true;
         _device.Wake();
-        if (_thread is not null && Environment.CurrentManagedThreadId != _loopThreadId)
+        if (_thread is null)
+            Shutdown(); // driven by hand (tests): the caller's thread is the loop's
+        else if (Environment.CurrentManagedThreadId != _loopThreadId)
             _thread.Join();
     }
 
@@ -335,9 +342,15 @@ internal sealed class EventLoop : IDisposable
     private void Shutdown()
     {
         lock (_postGate)
+        {
+            if (_closed) return;
             _closed = true;
+        }
         while (_posted.TryDequeue(out var action))
-            action();
+        {
+            try { action(); }
+            catch (Exception e) { Contain(e, null); }
+        }
         foreach (var (tcb, pending) in _connecting)
         {
             pending.Result.TrySetException(new ObjectDisposedException(nameof(TunStackHost)));
@@ -348,22 +361,90 @@ internal sealed class EventLoop : IDisposable
             foreach (var listener in binding.Listeners.ToArray())
                 CloseListener(listener);
         foreach (var connection in _connections.Values.ToArray())
-            connection.AbortOnLoop();
+        {
+            try
+            {
+                if (IsSynchronized(connection.Tcb.State)) ConnectionsResetAtStop++;
+                connection.AbortOnLoop();
+            }
+            catch (Exception e)
+            {
+                Contain(e, connection);
+            }
+        }
+        // Connections no application holds yet (half-open, or established and not accepted) are reset too (RFC 9293
+        // §3.10.5 ABORT: RST in the synchronized states, the TCB deleted in any state); TIME-WAIT records just go.
+        foreach (var tcb in _stack.Connections.ToArray())
+        {
+            if (tcb.State == TcpState.Closed) continue;
+            if (IsSynchronized(tcb.State)) ConnectionsResetAtStop++;
+            tcb.Abort();
+        }
         DispatchEvents();
         _stack.Poll(NowMicros);
         Transmit();
     }
+
+    private static bool IsSynchronized(TcpState state) =>
+        state is TcpState.SynReceived or TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2 or TcpState.CloseWait;
+
+    /// <summary>
+    /// An exception from application-side code on the loop thread (a posted action, a pipe, a connection's pump): it is
+    /// counted as an internal error, the connection it concerns is reset, and the loop carries on.
+    /// </summary>
+    private void Contain(Exception e, TunStackConnection? connection)
+    {
+        _stack.Counters.InternalErrors++;
+        _stack.Counters.LastInternalError = e;
+        Logger.LoopActionFailed(e);
+        if (connection is null) return;
+        try
+        {
+            connection.AbortOnLoop();
+        }
+        catch (Exception)
+        {
+            // The connection's own pumps failed again: forget it rather than fail again on every turn.
+        }
+        if (connection.Tcb.State == TcpState.Closed)
+            _connections.Remove(connection.Tcb);
+    }
+
+    /// <summary>Connections <see cref="Stop"/> sent a reset for (read it after Stop returned).</summary>
+    public int ConnectionsResetAtStop { get; private set; }
+
+    /// <summary>Packets the device refused with an error (the packet is lost, as on a link); see <see cref="LastWriteError"/>.</summary>
+    public long WriteErrors => Interlocked.Read(ref _writeErrors);
+
+    /// <summary>The latest error the device's <c>Write</c> threw, or null.</summary>
+    public Exception? LastWriteError { get; private set; }
 
     /// <summary>One iteration of the loop. Public for tests that drive the loop on their own thread.</summary>
     public void RunOnce(bool wait)
     {
         long now = NowMicros;
         while (_posted.TryDequeue(out var action))
-            action();
+        {
+            try
+            {
+                action();
+            }
+            catch (Exception e)
+            {
+                Contain(e, null);
+            }
+        }
         while (_signaled.TryDequeue(out var connection))
         {
-            connection.OnLoopSignal();
-            Forget(connection);
+            try
+            {
+                connection.OnLoopSignal();
+                Forget(connection);
+            }
+            catch (Exception e)
+            {
+                Contain(e, connection);
+            }
         }
         ReceiveHandedIn(now);
 
@@ -451,6 +532,13 @@ internal sealed class EventLoop : IDisposable
             {
                 _device.Write(packet.Span, packet.Info);
             }
+            catch (Exception e)
+            {
+                // One packet the device would not take is a lost packet; TCP repairs it. A device that is gone for
+                // good fails its next read, which ends the loop.
+                Interlocked.Increment(ref _writeErrors);
+                LastWriteError = e;
+            }
             finally
             {
                 queue.Return(packet);
@@ -504,9 +592,16 @@ internal sealed class EventLoop : IDisposable
                 Deliver(tcb, endpoint);
             if (!_connections.TryGetValue(tcb, out var connection))
                 continue;
-            connection.PumpInbound();
-            connection.PumpOutbound();
-            Forget(connection);
+            try
+            {
+                connection.PumpInbound();
+                connection.PumpOutbound();
+                Forget(connection);
+            }
+            catch (Exception e)
+            {
+                Contain(e, connection);
+            }
         }
     }
 

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using TunStack.Host.Services;
 
 namespace TunStack.Host.KernelReference;
@@ -42,9 +41,8 @@ internal static class KernelReferenceCommand
             return 2;
         }
 
+        // SIGINT and SIGTERM cancel cancellationToken (System.CommandLine's handler, configured in Program.cs).
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; stop.Cancel(); });
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
 
         var console = TextWriter.Synchronized(new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = true });
         IService[] services = [new HttpService(), new EchoService(), new DiscardService()];

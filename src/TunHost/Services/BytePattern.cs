@@ -52,7 +52,8 @@ internal static class BytePattern
     /// <see cref="FlushThreshold"/> bytes and at the end. Anything already written but unflushed (the
     /// response head) goes out with the first flush. Returns false when the reader is gone or the flush was cancelled.
     /// </summary>
-    public static async ValueTask<bool> WriteAsync(PipeWriter output, long count, CancellationToken cancellationToken)
+    /// <param name="idle">Times each flush against the connection's idle timeout, when given.</param>
+    public static async ValueTask<bool> WriteAsync(PipeWriter output, long count, CancellationToken cancellationToken, IdleWatch? idle = null)
     {
         long offset = 0;
         do
@@ -68,7 +69,9 @@ internal static class BytePattern
                 pending += n;
             }
 
+            idle?.BeginWait(flush: true);
             FlushResult flush = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
+            idle?.EndWait();
             if (flush.IsCompleted || flush.IsCanceled)
             {
                 return false;

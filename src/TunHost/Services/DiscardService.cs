@@ -4,17 +4,27 @@ namespace TunStack.Host.Services;
 
 /// <summary>
 /// Discard protocol (RFC 863): everything received is thrown away; nothing is ever sent. Our side closes once the peer
-/// has closed its side. Written on the public stream API (<see cref="TunStackStream"/>).
+/// has closed its side, or when it sent nothing for <see cref="IdleTimeout"/>. Written on the
+/// public stream API (<see cref="TunStackStream"/>).
 /// </summary>
 public sealed class DiscardService : IStreamService
 {
     private long _bytesDiscarded;
+    private IdleMonitor? _idle;
 
     /// <inheritdoc />
     public string Name => "discard";
 
     /// <inheritdoc />
     public ushort Port { get; init; } = 9;
+
+    /// <summary>How long a connection may wait for its peer (<see cref="IdleMonitor"/>); infinite: forever.</summary>
+    public TimeSpan IdleTimeout { get; init; } = IdleMonitor.DefaultTimeout;
+
+    /// <summary>The clock of the idle timeout.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    internal IdleMonitor Idle => LazyInitializer.EnsureInitialized(ref _idle, () => new IdleMonitor(IdleTimeout, TimeProvider));
 
     /// <summary>Total bytes received and dropped, over all connections.</summary>
     public long BytesDiscarded => Interlocked.Read(ref _bytesDiscarded);
@@ -23,13 +33,26 @@ public sealed class DiscardService : IStreamService
     public async Task HandleAsync(Stream stream, Action completeWrites, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(completeWrites);
+        using IdleWatch idle = Idle.WatchStream(cancellationToken);
+        var token = idle.Token;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
         try
         {
-            int n;
-            while ((n = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+            while (true)
+            {
+                idle.BeginWait();
+                int n = await stream.ReadAsync(buffer, token).ConfigureAwait(false);
+                idle.EndWait();
+                if (n == 0)
+                    break;
                 Interlocked.Add(ref _bytesDiscarded, n);
+            }
             completeWrites();
+        }
+        catch (OperationCanceledException) when (idle is { Expired: true, Stopped: false })
+        {
+            completeWrites(); // nothing from the peer for IdleTimeout: our FIN
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
         {

@@ -18,7 +18,9 @@ namespace TunStack.Host.Services;
 /// <c>/stats</c> (JSON from the supplied provider), <c>/connections</c> (a plain-text table like <c>ss -tin</c>, from
 /// <see cref="HttpService.ConnectionsProvider"/>), all GET and HEAD; and <c>POST /sha256</c>, which answers with the
 /// SHA-256 of the request body, hashed as it streams in. Persistent connections and pipelining; request bodies
-/// framed by Content-Length or chunked (RFC 9112 §7.1); other request bodies are read and dropped.
+/// framed by Content-Length or chunked (RFC 9112 §7.1); other request bodies are read and dropped. A connection that
+/// waits <see cref="IdleTimeout"/> for a request is closed (with 408 when part of one had come, RFC 9110 §15.5.9); one
+/// whose peer takes no response data for that long is reset.
 /// </remarks>
 public sealed class HttpService : IConnectionService
 {
@@ -28,6 +30,7 @@ public sealed class HttpService : IConnectionService
     private readonly Func<string>? _statsProvider;
     private readonly TimeProvider _timeProvider;
     private long _requestsServed;
+    private IdleMonitor? _idle;
 
     /// <param name="statsProvider">Produces the JSON body of <c>/stats</c>; without it <c>/stats</c> is 404.</param>
     /// <param name="timeProvider">Clock for the Date header and the lingering close; the system clock by default.</param>
@@ -48,6 +51,14 @@ public sealed class HttpService : IConnectionService
     /// </summary>
     public TimeSpan LingerTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// How long a connection may wait for its peer: for the next request on a persistent connection (RFC 9112 §9.5), for
+    /// the rest of a request, or for the peer to take response data. Infinite: forever.
+    /// </summary>
+    public TimeSpan IdleTimeout { get; init; } = IdleMonitor.DefaultTimeout;
+
+    internal IdleMonitor Idle => LazyInitializer.EnsureInitialized(ref _idle, () => new IdleMonitor(IdleTimeout, _timeProvider));
+
     /// <summary>Responses written (including error responses), over all connections.</summary>
     public long RequestsServed => Interlocked.Read(ref _requestsServed);
 
@@ -60,42 +71,23 @@ public sealed class HttpService : IConnectionService
 
     internal void CountResponse() => Interlocked.Increment(ref _requestsServed);
 
-    public async Task HandleAsync(IDuplexPipe transport, TcpConnectionInfo info, CancellationToken cancellationToken)
+    public Task HandleAsync(IDuplexPipe transport, TcpConnectionInfo info, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(transport);
         ArgumentNullException.ThrowIfNull(info);
-        var connection = new HttpConnection(this, transport.Input, transport.Output, info, cancellationToken);
-        bool linger = false;
-        try
-        {
-            linger = await connection.ServeAsync().ConfigureAwait(false);
-        }
-        catch (Exception)
-        {
-            // Reset, abort, shutdown, or a peer that stopped reading: the connection is over.
-        }
-        finally
-        {
-            connection.ReleaseScratch();
-            await PipeCompletion.CompleteQuietlyAsync(transport.Output).ConfigureAwait(false);
-            if (linger)
-            {
-                await LingerAsync(transport.Input, cancellationToken).ConfigureAwait(false);
-            }
-
-            await PipeCompletion.CompleteQuietlyAsync(transport.Input).ConfigureAwait(false);
-        }
+        IdleWatch idle = Idle.Watch(transport.Input, transport.Output, cancellationToken);
+        return new HttpConnection(this, transport.Input, transport.Output, info, idle).RunAsync();
     }
 
-    private async Task LingerAsync(PipeReader input, CancellationToken cancellationToken)
+    /// <summary>Reads and drops input until the peer closes or <see cref="LingerTimeout"/> passes (RFC 9112 §9.6).</summary>
+    internal async Task LingerAsync(PipeReader input)
     {
         try
         {
             using var timeout = new CancellationTokenSource(LingerTimeout, _timeProvider);
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken);
             while (true)
             {
-                ReadResult result = await input.ReadAsync(linked.Token).ConfigureAwait(false);
+                ReadResult result = await input.ReadAsync(timeout.Token).ConfigureAwait(false);
                 input.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted || result.IsCanceled)
                 {
@@ -125,7 +117,7 @@ internal sealed class HttpConnection
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
     private readonly TcpConnectionInfo _info;
-    private readonly CancellationToken _ct;
+    private readonly IdleWatch _idle;
     private byte[]? _scratch;
     private IncrementalHash? _hash;
     private ChunkedBodyDecoder? _chunked;
@@ -133,13 +125,14 @@ internal sealed class HttpConnection
     // HTTP minor version of the request being answered: decides how keep-alive is announced.
     private int _minorVersion = 1;
 
-    public HttpConnection(HttpService service, PipeReader input, PipeWriter output, TcpConnectionInfo info, CancellationToken ct)
+    /// <param name="idle">Times the connection's waits; also cancels them when the service is told to stop.</param>
+    public HttpConnection(HttpService service, PipeReader input, PipeWriter output, TcpConnectionInfo info, IdleWatch idle)
     {
         _service = service;
         _input = input;
         _output = output;
         _info = info;
-        _ct = ct;
+        _idle = idle;
     }
 
     private enum Resource
@@ -159,9 +152,10 @@ internal sealed class HttpConnection
         Complete,
         PeerClosed,
         Malformed,
+        TimedOut,
     }
 
-    public void ReleaseScratch()
+    private void ReleaseScratch()
     {
         if (_scratch is not null)
         {
@@ -174,117 +168,157 @@ internal sealed class HttpConnection
     }
 
     /// <summary>
-    /// Answers requests in order until one side ends the connection. Returns true when we chose to
-    /// close while the peer may still be sending (so the caller should linger), false when the peer
-    /// closed or went away.
+    /// Answers requests in order until one side ends the connection, then closes our side: lingering (reading and
+    /// dropping input for <see cref="HttpService.LingerTimeout"/>) when we chose to close while the peer may still be
+    /// sending, and with a reset when the peer stopped taking our data. One async method for the whole connection, so
+    /// that an idle persistent connection holds one state machine.
     /// </summary>
-    public async Task<bool> ServeAsync()
+    public async Task RunAsync()
     {
-        while (true)
+        bool linger = false;
+        try
         {
-            ReadResult result = await _input.ReadAsync(_ct).ConfigureAwait(false);
-            ReadOnlySequence<byte> buffer = result.Buffer;
-            HttpParseStatus status = HttpRequestParser.TryParse(
-                buffer, ref _scratch, out HttpRequestHead head, out SequencePosition consumed, out int errorStatus);
-
-            if (status == HttpParseStatus.Incomplete)
+            while (true)
             {
-                bool truncated = !buffer.IsEmpty;
-                _input.AdvanceTo(buffer.Start, buffer.End);
-                if (result.IsCanceled)
-                {
-                    return false;
-                }
+                ReadResult result = await ReadAsync().ConfigureAwait(false);
+                _idle.EndWait();
+                ReadOnlySequence<byte> buffer = result.Buffer;
+                HttpParseStatus status = HttpRequestParser.TryParse(
+                    buffer, ref _scratch, out HttpRequestHead head, out SequencePosition consumed, out int errorStatus);
 
-                if (result.IsCompleted)
+                if (status == HttpParseStatus.Incomplete)
                 {
-                    // FIN between requests is the normal end; FIN inside a request head is not.
-                    if (truncated)
+                    bool truncated = !buffer.IsEmpty;
+                    _input.AdvanceTo(buffer.Start, buffer.End);
+                    if (result.IsCanceled)
                     {
-                        await SendErrorAsync(400).ConfigureAwait(false);
+                        // Idle between requests: just close. In the middle of one: say so (RFC 9110 §15.5.9).
+                        if (truncated && _idle.Expired)
+                        {
+                            await SendErrorAsync(408).ConfigureAwait(false);
+                        }
+
+                        break;
                     }
 
-                    return false;
+                    if (result.IsCompleted)
+                    {
+                        // FIN between requests is the normal end; FIN inside a request head is not.
+                        if (truncated)
+                        {
+                            await SendErrorAsync(400).ConfigureAwait(false);
+                        }
+
+                        break;
+                    }
+
+                    continue;
                 }
 
-                continue;
-            }
-
-            if (status == HttpParseStatus.Error)
-            {
-                _input.AdvanceTo(buffer.End);
-                await SendErrorAsync(errorStatus).ConfigureAwait(false);
-                return true;
-            }
-
-            // Only consumed, not examined to the end: a pipelined request already buffered is read at once.
-            _input.AdvanceTo(consumed);
-            _minorVersion = head.MinorVersion;
-
-            int framingError = FramingError(head);
-            if (framingError != 0)
-            {
-                // We cannot find the end of this body, so we cannot find the next request either.
-                await SendErrorAsync(framingError).ConfigureAwait(false);
-                return true;
-            }
-
-            if (head.MinorVersion >= 1 && head.HostCount != 1)
-            {
-                await SendErrorAsync(400).ConfigureAwait(false); // RFC 9112 §3.2
-                return true;
-            }
-
-            if (head.ExpectUnsupported)
-            {
-                await SendErrorAsync(417).ConfigureAwait(false); // RFC 9110 §10.1.1
-                return true;
-            }
-
-            Resource resource = Route(head.Target, out string query, out long count);
-            bool chunked = head.Framing == HttpBodyFraming.Chunked;
-            if (chunked || head.ContentLength > 0)
-            {
-                if (head.ExpectContinue && head.MinorVersion >= 1)
+                if (status == HttpParseStatus.Error)
                 {
-                    // RFC 9110 §10.1.1: the client waits for this (curl, a second) before it sends the content.
-                    _output.Write("HTTP/1.1 100 Continue\r\n\r\n"u8);
-                    FlushResult flush = await _output.FlushAsync(_ct).ConfigureAwait(false);
-                    if (flush.IsCompleted || flush.IsCanceled)
+                    _input.AdvanceTo(buffer.End);
+                    await SendErrorAsync(errorStatus).ConfigureAwait(false);
+                    linger = true;
+                    break;
+                }
+
+                // Only consumed, not examined to the end: a pipelined request already buffered is read at once.
+                _input.AdvanceTo(consumed);
+                _minorVersion = head.MinorVersion;
+
+                int framingError = FramingError(head);
+                if (framingError != 0)
+                {
+                    // We cannot find the end of this body, so we cannot find the next request either.
+                    await SendErrorAsync(framingError).ConfigureAwait(false);
+                    linger = true;
+                    break;
+                }
+
+                if (head.MinorVersion >= 1 && head.HostCount != 1)
+                {
+                    await SendErrorAsync(400).ConfigureAwait(false); // RFC 9112 §3.2
+                    linger = true;
+                    break;
+                }
+
+                if (head.ExpectUnsupported)
+                {
+                    await SendErrorAsync(417).ConfigureAwait(false); // RFC 9110 §10.1.1
+                    linger = true;
+                    break;
+                }
+
+                Resource resource = Route(head.Target, out string query, out long count);
+                bool chunked = head.Framing == HttpBodyFraming.Chunked;
+                if (chunked || head.ContentLength > 0)
+                {
+                    if (head.ExpectContinue && head.MinorVersion >= 1)
                     {
-                        return false;
+                        // RFC 9110 §10.1.1: the client waits for this (curl, a second) before it sends the content.
+                        _output.Write("HTTP/1.1 100 Continue\r\n\r\n"u8);
+                        if (!await FlushAsync().ConfigureAwait(false))
+                        {
+                            break;
+                        }
+                    }
+
+                    IncrementalHash? hash = resource == Resource.Sha256 && head.Method == HttpMethodKind.Post ? Hash : null;
+                    BodyOutcome outcome = chunked
+                        ? await ReadChunkedBodyAsync(hash).ConfigureAwait(false)
+                        : await ReadBodyAsync(head.ContentLength, hash).ConfigureAwait(false);
+                    if (outcome == BodyOutcome.PeerClosed)
+                    {
+                        break;
+                    }
+
+                    if (outcome == BodyOutcome.TimedOut)
+                    {
+                        await SendErrorAsync(408).ConfigureAwait(false);
+                        break;
+                    }
+
+                    if (outcome == BodyOutcome.Malformed)
+                    {
+                        await SendErrorAsync(400).ConfigureAwait(false); // RFC 9112 §7.1: the framing is broken
+                        linger = true;
+                        break;
                     }
                 }
 
-                IncrementalHash? hash = resource == Resource.Sha256 && head.Method == HttpMethodKind.Post ? Hash : null;
-                BodyOutcome outcome = chunked
-                    ? await ReadChunkedBodyAsync(hash).ConfigureAwait(false)
-                    : await ReadBodyAsync(head.ContentLength, hash).ConfigureAwait(false);
-                if (outcome == BodyOutcome.PeerClosed)
+                bool keepAlive = head.MinorVersion >= 1
+                    ? !head.ConnectionClose
+                    : head.ConnectionKeepAlive && !head.ConnectionClose;
+
+                if (!await RespondAsync(head, resource, query, count, keepAlive).ConfigureAwait(false))
                 {
-                    return false;
+                    break;
                 }
 
-                if (outcome == BodyOutcome.Malformed)
+                if (!keepAlive)
                 {
-                    await SendErrorAsync(400).ConfigureAwait(false); // RFC 9112 §7.1: the framing is broken
-                    return true;
+                    linger = true;
+                    break;
                 }
             }
-
-            bool keepAlive = head.MinorVersion >= 1
-                ? !head.ConnectionClose
-                : head.ConnectionKeepAlive && !head.ConnectionClose;
-
-            if (!await RespondAsync(head, resource, query, count, keepAlive).ConfigureAwait(false))
+    }
+        catch (Exception)
+        {
+            // Reset, abort, shutdown, or a peer that stopped reading: the connection is over.
+        }
+        finally
+        {
+            ReleaseScratch();
+            _idle.Dispose();
+            await PipeCompletion.CompleteQuietlyAsync(_output, _idle.ExpiredInFlush ? IdleMonitor.StalledError() : null)
+                .ConfigureAwait(false);
+            if (linger && !_idle.Stopped)
             {
-                return false;
+                await _service.LingerAsync(_input).ConfigureAwait(false);
             }
 
-            if (!keepAlive)
-            {
-                return true;
-            }
+            await PipeCompletion.CompleteQuietlyAsync(_input).ConfigureAwait(false);
         }
     }
 
@@ -322,7 +356,14 @@ internal sealed class HttpConnection
         long remaining = length;
         while (remaining > 0)
         {
-            ReadResult result = await _input.ReadAsync(_ct).ConfigureAwait(false);
+            ReadResult result = await ReadAsync().ConfigureAwait(false);
+            _idle.EndWait();
+            if (result.IsCanceled && _idle.Expired)
+            {
+                _input.AdvanceTo(result.Buffer.Start);
+                return BodyOutcome.TimedOut;
+            }
+
             long take = Math.Min(remaining, result.Buffer.Length);
             ReadOnlySequence<byte> piece = result.Buffer.Slice(0, take);
             Append(hash, piece);
@@ -346,7 +387,14 @@ internal sealed class HttpConnection
         _chunked.Reset();
         while (true)
         {
-            ReadResult result = await _input.ReadAsync(_ct).ConfigureAwait(false);
+            ReadResult result = await ReadAsync().ConfigureAwait(false);
+            _idle.EndWait();
+            if (result.IsCanceled && _idle.Expired)
+            {
+                _input.AdvanceTo(result.Buffer.Start);
+                return BodyOutcome.TimedOut;
+            }
+
             ReadOnlySequence<byte> buffer = result.Buffer;
             ChunkedDecodeStatus status = DecodeAvailable(_chunked, buffer, hash, out SequencePosition consumed);
             switch (status)
@@ -452,7 +500,7 @@ internal sealed class HttpConnection
                     return await FlushAsync().ConfigureAwait(false);
                 }
 
-                return await BytePattern.WriteAsync(_output, count, _ct).ConfigureAwait(false);
+                return await BytePattern.WriteAsync(_output, count, CancellationToken.None, _idle).ConfigureAwait(false);
 
             case Resource.Stats:
             {
@@ -626,9 +674,30 @@ internal sealed class HttpConnection
         return await FlushAsync().ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Waits for the peer's next bytes under the idle timeout; the caller ends the wait (<see cref="IdleWatch.EndWait"/>)
+    /// when the read returns. Not an async method: an idle connection waits here, and should hold no extra state box.
+    /// </summary>
+    private ValueTask<ReadResult> ReadAsync()
+    {
+        _idle.BeginWait();
+        return _input.ReadAsync();
+    }
+
+    /// <summary>Sends what was written, under the idle timeout. False when the peer is gone or took nothing for too long.</summary>
     private async ValueTask<bool> FlushAsync()
     {
-        FlushResult flush = await _output.FlushAsync(_ct).ConfigureAwait(false);
+        _idle.BeginWait(flush: true);
+        FlushResult flush;
+        try
+        {
+            flush = await _output.FlushAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _idle.EndWait();
+        }
+
         return !flush.IsCompleted && !flush.IsCanceled;
     }
 
@@ -661,6 +730,7 @@ internal sealed class HttpConnection
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         414 => "URI Too Long",
         417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",

@@ -17,11 +17,12 @@ internal static class PipeCompletion
         }
     }
 
-    public static async ValueTask CompleteQuietlyAsync(PipeWriter writer)
+    /// <param name="error">Completes with an error: on a stack connection, a reset rather than a FIN.</param>
+    public static async ValueTask CompleteQuietlyAsync(PipeWriter writer, Exception? error = null)
     {
         try
         {
-            await writer.CompleteAsync().ConfigureAwait(false);
+            await writer.CompleteAsync(error).ConfigureAwait(false);
         }
         catch (Exception)
         {

@@ -23,6 +23,15 @@ public sealed record StackHostOptions
 
     /// <summary>More tunstack arguments, e.g. <c>--impair loss=1%,seed=1</c>.</summary>
     public IReadOnlyList<string> ExtraArgs { get; init; } = [];
+
+    /// <summary>
+    /// A native tunstack to run (the NativeAOT publish, see <c>AotHost</c>) instead of <c>dotnet tunstack.dll</c>, the
+    /// JIT build next to the tests.
+    /// </summary>
+    public string? Executable { get; init; }
+
+    /// <summary>tunstack's <c>--msl</c> in milliseconds (TIME-WAIT is twice this).</summary>
+    public int MslMilliseconds { get; init; } = 200;
 }
 
 /// <summary>
@@ -78,7 +87,7 @@ public sealed class StackHost : IAsyncDisposable
 
     public static async Task<StackHost> StartAsync(NetNamespace ns, ITestOutputHelper? output, StackHostOptions options)
     {
-        if (!File.Exists(HostDll))
+        if (options.Executable is null && !File.Exists(HostDll))
             throw new InvalidOperationException($"{HostDll} not found: build the solution first (dotnet build TunStack.sln -c Release)");
 
         DeviceMode mode = options.Mode;
@@ -89,10 +98,12 @@ public sealed class StackHost : IAsyncDisposable
             await ConfigureKernelSideAsync(ns, mtu);
         }
 
+        string[] program = options.Executable is { } executable ? [executable] : [DotnetPath, HostDll];
         string[] command =
         [
-            DotnetPath, HostDll, "--tun", Device, "--address", StackAddress, "--address", StackAddress6, "--msl", "200",
-            "--mtu", mtu, .. options.ExtraArgs,
+            .. program, "--tun", Device, "--address", StackAddress, "--address", StackAddress6,
+            "--msl", options.MslMilliseconds.ToString(System.Globalization.CultureInfo.InvariantCulture), "--mtu", mtu,
+            .. options.ExtraArgs,
         ];
         var process = ns.Start(command);
         var host = new StackHost(ns, process, mode, output);
