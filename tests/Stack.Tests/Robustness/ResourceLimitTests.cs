@@ -56,11 +56,13 @@ public class ResourceLimitTests
         var peer = Peer(bufferMemoryLimit: 2 * 65536 + 65536 / 2);
         var busy = new ScriptedConnection(peer, clientPort: 1);
         var tcb = busy.Establish();
-        busy.SendData(new byte[1000]); // unread: the receive ring holds its 64 KiB
-        tcb.Send(new byte[1000]);      // unacknowledged: so does the send ring
+        // Rings rent storage as they fill (4 KiB first, then doubled): 40,000 unread bytes take the receive ring to its
+        // 64 KiB; 1,000 unacknowledged ones hold 4 KiB of the send ring.
+        busy.SendData(new byte[40_000]);
+        tcb.Send(new byte[1000]);
         peer.Poll();
         Assert.True(tcb.HoldsBufferMemory);
-        Assert.True(peer.Stack.Buffers.InUse >= 2 * 65536 - 65536 / 2, $"{peer.Stack.Buffers.InUse} bytes in use");
+        Assert.Equal(65536 + 4096, peer.Stack.Buffers.InUse);
 
         var refused = new ScriptedConnection(peer, clientPort: 2);
         Assert.Empty(refused.SendSyn());
@@ -70,7 +72,7 @@ public class ResourceLimitTests
 
         // The application reads what came and the peer acknowledges what went: the rings go back, and the next SYN
         // (the client's retransmission, say) is admitted.
-        Assert.Equal(1000, tcb.Receive(new byte[2000]));
+        Assert.Equal(40_000, tcb.Receive(new byte[50_000]));
         busy.ServerNxt += 1000;
         busy.SendAck();
         Assert.False(tcb.HoldsBufferMemory);
