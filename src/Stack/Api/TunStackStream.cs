@@ -45,8 +45,9 @@ public sealed class TunStackStream : Stream
     /// <inheritdoc />
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        if (buffer.IsEmpty) return 0;
         var input = _connection.Input;
+        if (buffer.IsEmpty)
+            return await WaitForDataAsync(input, cancellationToken).ConfigureAwait(false);
         while (true)
         {
             ReadResult result;
@@ -72,6 +73,35 @@ public sealed class TunStackStream : Stream
             }
             input.AdvanceTo(data.End);
             if (result.IsCompleted) return 0;
+            if (result.IsCanceled) throw new OperationCanceledException(cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// A zero-byte read, as <see cref="System.Net.Sockets.NetworkStream"/> does it: completes (with 0) once data has
+    /// arrived or the peer has finished, consuming nothing, so that a server can wait for a request without holding a
+    /// buffer for it.
+    /// </summary>
+    private async ValueTask<int> WaitForDataAsync(System.IO.Pipelines.PipeReader input, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            ReadResult result;
+            try
+            {
+                result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException e)
+            {
+                throw new IOException($"Unable to read data from the transport connection: {e.Message}.", e);
+            }
+            catch (InvalidOperationException) when (_connection.Closed.IsCompleted || Volatile.Read(ref _readerDone))
+            {
+                return 0;
+            }
+            var data = result.Buffer;
+            input.AdvanceTo(data.Start, data.Start); // nothing consumed: the next read gets it all
+            if (!data.IsEmpty || result.IsCompleted) return 0;
             if (result.IsCanceled) throw new OperationCanceledException(cancellationToken);
         }
     }

@@ -36,17 +36,24 @@ public sealed class DiscardService : IStreamService
         ArgumentNullException.ThrowIfNull(completeWrites);
         using IdleWatch idle = Idle.WatchStream(cancellationToken);
         var token = idle.Token;
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+        byte[]? buffer = null;
         try
         {
             while (true)
             {
                 idle.BeginWait();
+                if (buffer is null)
+                {
+                    // A zero-byte read waits for data without a buffer: an idle connection holds none.
+                    await stream.ReadAsync(Memory<byte>.Empty, token).ConfigureAwait(false);
+                    buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+                }
                 int n = await stream.ReadAsync(buffer, token).ConfigureAwait(false);
                 idle.EndWait();
                 if (n == 0)
                     break;
                 Interlocked.Add(ref _bytesDiscarded, n);
+                EchoService.ReleaseWhenDrained(ref buffer, n);
             }
             completeWrites();
         }
@@ -60,7 +67,8 @@ public sealed class DiscardService : IStreamService
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (buffer is not null)
+                ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 }

@@ -38,12 +38,18 @@ public sealed class EchoService : IStreamService
         // The watch times the waits, and cancels its token at the service's stop too.
         using IdleWatch idle = Idle.WatchStream(cancellationToken);
         var token = idle.Token;
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+        byte[]? buffer = null;
         try
         {
             while (true)
             {
                 idle.BeginWait();
+                if (buffer is null)
+                {
+                    // A zero-byte read waits for data without a buffer: an idle connection holds none.
+                    await stream.ReadAsync(Memory<byte>.Empty, token).ConfigureAwait(false);
+                    buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+                }
                 int n = await stream.ReadAsync(buffer, token).ConfigureAwait(false);
                 idle.EndWait();
                 if (n == 0)
@@ -53,6 +59,7 @@ public sealed class EchoService : IStreamService
                 await stream.WriteAsync(buffer.AsMemory(0, n), token).ConfigureAwait(false);
                 idle.EndWait();
                 Interlocked.Add(ref _bytesEchoed, n);
+                ReleaseWhenDrained(ref buffer, n);
             }
             // The peer's FIN: everything is echoed, now ours follows.
             completeWrites();
@@ -70,8 +77,20 @@ public sealed class EchoService : IStreamService
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (buffer is not null)
+                ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>
+    /// After a read of <paramref name="read"/> bytes: a read that did not fill the buffer took all there was, so the
+    /// buffer goes back to the pool while the next wait (a zero-byte read) holds none.
+    /// </summary>
+    internal static void ReleaseWhenDrained(ref byte[]? buffer, int read)
+    {
+        if (buffer is null || read == buffer.Length) return;
+        ArrayPool<byte>.Shared.Return(buffer);
+        buffer = null;
     }
 
     /// <summary>

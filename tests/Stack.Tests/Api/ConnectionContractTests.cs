@@ -142,6 +142,29 @@ public class ConnectionContractTests
     }
 
     [Fact]
+    public async Task A_zero_byte_read_waits_for_data_and_consumes_nothing()
+    {
+        await using var s = await LinkedStacks.StartAsync(Queues);
+        await using var listener = await s.Server.ListenAsync(7);
+        var (client, server) = await ConnectPairAsync(s, listener);
+        await using var serverStream = server.GetStream();
+        await using var clientStream = client.GetStream();
+
+        var waiting = serverStream.ReadAsync(Memory<byte>.Empty).AsTask();
+        await Task.Delay(50);
+        Assert.False(waiting.IsCompleted, "a zero-byte read completed before any data came");
+        await clientStream.WriteAsync("hello"u8.ToArray());
+        Assert.Equal(0, await waiting.WaitAsync(Deadline));
+        var buffer = new byte[16];
+        Assert.Equal(5, await serverStream.ReadAsync(buffer));   // the data is all still there
+        Assert.Equal("hello"u8.ToArray(), buffer[..5]);
+
+        clientStream.CompleteWrites();                          // at the FIN a zero-byte read returns at once
+        Assert.Equal(0, await serverStream.ReadAsync(Memory<byte>.Empty).AsTask().WaitAsync(Deadline));
+        Assert.Equal(0, await serverStream.ReadAsync(buffer).AsTask().WaitAsync(Deadline));
+    }
+
+    [Fact]
     public async Task Abort_resets_the_peer_whose_read_and_write_fail_with_ConnectionReset()
     {
         await using var s = await LinkedStacks.StartAsync(Queues);
