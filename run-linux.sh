@@ -46,6 +46,7 @@ Usage:
       Run the microbenchmarks: dotnet run -c Release --project bench/Stack.Benchmarks -- --filter '*' [options]
 
   sudo ./run-linux.sh bench e2e [--runs N] [--quick] [--loss PCT] [--mtu LIST] [--timeout SEC] [--keep-logs] [--jit]
+                                [--stack-args "ARGS"]
       End to end, in one run: the stack over tun0 against the Linux kernel over a veth pair (the same HTTP code
       over kernel sockets), with curl (1 GiB down, 1 GiB up with SHA-256 check), wrk and ab from one client
       namespace, at MTU 1500 and 65520; prints a markdown table of medians and the ratio stack/kernel.
