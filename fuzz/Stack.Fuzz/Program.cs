@@ -99,6 +99,17 @@ static int Seeds(string outDir, string[] captures)
              })
         Write(wireDir, $"linux-{name}", packet, ref wire);
 
+    foreach (var (name, packet) in new[]
+             {
+                 ("syn", LinuxIpv6Captures.Syn), ("synack", LinuxIpv6Captures.SynAck), ("get", LinuxIpv6Captures.HttpGet),
+                 ("fin", LinuxIpv6Captures.Fin), ("echo", LinuxIpv6Captures.EchoRequest), ("echoreply", LinuxIpv6Captures.EchoReply),
+                 ("ptb", LinuxIpv6Captures.PacketTooBig), ("mld", LinuxIpv6Captures.MldReport),
+                 ("rs", LinuxIpv6Captures.RouterSolicitation), ("fragment", LinuxIpv6Captures.SecondFragment),
+             })
+        Write(wireDir, $"linux6-{name}", packet, ref wire);
+    foreach (var (name, packet) in Ipv6Seeds.All())
+        Write(wireDir, $"ipv6-{name}", packet, ref wire);
+
     foreach (string capture in captures)
     {
         var packets = PcapReader.ReadIpv4Packets(capture);
