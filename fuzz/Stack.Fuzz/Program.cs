@@ -125,12 +125,20 @@ static int Seeds(string outDir, string[] captures)
             Write(engineDir, stem, CaptureSeeds.ToEngineInput(packets, ip.Destination, EngineConfig.Default), ref engine);
             Write(engineDir, stem + "-small", CaptureSeeds.ToEngineInput(packets, ip.Destination,
                 EngineConfig.Default with { ReceiveBufferSize = 1024, SendBufferSize = 1024, Mtu = 576, Trace = true }), ref engine);
+            // The same session over IPv6: the records carry no addresses, so only the config changes.
+            Write(engineDir, stem + "-ipv6", CaptureSeeds.ToEngineInput(packets, ip.Destination, EngineConfig.Default with { Ipv6 = true }), ref engine);
             break;
         }
     }
 
     foreach (var (name, input) in EngineScripts.All())
+    {
         Write(engineDir, $"script-{name}", input, ref engine);
+        // And over IPv6: bit 6 of the second config byte (EngineConfig.From).
+        byte[] ipv6 = [.. input];
+        ipv6[1] |= 0x40;
+        Write(engineDir, $"script6-{name}", ipv6, ref engine);
+    }
 
     Console.WriteLine($"{wire} wire seeds in {wireDir}, {engine} engine seeds in {engineDir}");
     return 0;

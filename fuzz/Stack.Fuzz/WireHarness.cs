@@ -198,12 +198,15 @@ internal static class WireHarness
             "the ICMPv6 echo reply does not mirror the request");
     }
 
-    /// <summary>Every packet the stack sends is a valid IPv4 or IPv6 packet from our address with a valid TCP or ICMP message.</summary>
-    public static void CheckOutgoing(ReadOnlySpan<byte> packet)
+    /// <summary>
+    /// Every packet the stack sends is a valid IPv4 or IPv6 packet from our address with a valid TCP or ICMP message;
+    /// <paramref name="mtu"/> is the stack's, which bounds the MSS it offers over IPv6.
+    /// </summary>
+    public static void CheckOutgoing(ReadOnlySpan<byte> packet, int mtu = 1500)
     {
         if (packet.Length > 0 && packet[0] >> 4 == 6)
         {
-            CheckOutgoingIpv6(packet);
+            CheckOutgoingIpv6(packet, mtu);
             return;
         }
         Check(Ipv4Packet.TryParse(packet, out var ip, out var reason), $"the stack sent an invalid IPv4 packet: {reason}");
@@ -224,11 +227,11 @@ internal static class WireHarness
         Check((flags & TcpFlags.Rst) == 0 || seg.Payload.IsEmpty, "the stack sent a RST with data");
     }
 
-    private static void CheckOutgoingIpv6(ReadOnlySpan<byte> packet)
+    private static void CheckOutgoingIpv6(ReadOnlySpan<byte> packet, int mtu)
     {
         Check(Ipv6Packet.TryParse(packet, out var ip, out var reason), $"the stack sent an invalid IPv6 packet: {reason}");
         Check(ip.TotalLength == packet.Length, "the stack sent bytes past the IPv6 payload length");
-        Check(ip.Source == Us6, $"the stack sent a packet from {ip.Source}");
+        Check(ip.Source == Us6 || ip.Source == EngineHarness.StackAddress6, $"the stack sent a packet from {ip.Source}");
         Check(ip.ExtensionHeadersLength == 0, "the stack sent extension headers");
         if (ip.Protocol == IpProtocol.IcmpV6)
         {
@@ -239,8 +242,8 @@ internal static class WireHarness
         Check(TcpSegment.TryParse(ip.Payload, out var seg, out reason), $"the stack sent an invalid TCP segment over IPv6: {reason}");
         Check(seg.VerifyChecksum(ip.Source, ip.Destination), "the stack sent a TCP segment over IPv6 with a bad checksum");
         Check(TcpOptions.TryParse(seg.Options, out var options), "the stack sent malformed TCP options over IPv6");
-        // RFC 9293 §3.7.1: over IPv6 our MSS is at most the MTU less 60 (the NetStack here has the default 1500).
-        Check(options.Mss is null || options.Mss <= 1440, $"the stack offered MSS {options.Mss} over IPv6 at MTU 1500");
+        // RFC 9293 §3.7.1: over IPv6 our MSS is at most the MTU less 60.
+        Check(options.Mss is null || options.Mss <= mtu - 60, $"the stack offered MSS {options.Mss} over IPv6 at MTU {mtu}");
         Check(seg.SourcePort != 0 && seg.DestinationPort != 0, "the stack sent a segment with port 0");
         Check((seg.Flags & (TcpFlags.Syn | TcpFlags.Rst)) != (TcpFlags.Syn | TcpFlags.Rst), "the stack sent SYN+RST");
         Check((seg.Flags & TcpFlags.Rst) == 0 || seg.Payload.IsEmpty, "the stack sent a RST with data");

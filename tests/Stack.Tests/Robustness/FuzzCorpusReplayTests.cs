@@ -69,6 +69,16 @@ public class FuzzCorpusReplayTests
         stack.Transmit.Return(packet);
     }
 
+    [Fact]
+    public void The_engine_corpus_has_sessions_over_ipv6()
+    {
+        // Bit 6 of an engine input's second byte runs its connections over IPv6 (EngineConfig.From).
+        var ipv6 = Directory.GetFiles(Path.Combine(FuzzDirectory, "corpus", "engine")).Select(File.ReadAllBytes)
+            .Where(b => b.Length > 2 && EngineConfig.From(b[0], b[1]).Ipv6).ToList();
+        Assert.True(ipv6.Count >= 10, $"only {ipv6.Count} IPv6 sessions in fuzz/corpus/engine");
+        Assert.All(ipv6, b => Assert.True(EngineConfig.From(b[0], b[1]).Mtu >= 1280));
+    }
+
     [Theory]
     [MemberData(nameof(CorpusFiles))]
     public void Corpus_input_passes_both_harnesses(string file) => ReplayBoth(file);
