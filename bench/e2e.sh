@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end benchmark: TunStack over a TUN device against the Linux kernel's TCP over a veth pair, measured in
 # the same run, by the same clients, in the same network namespace. Run through ./run-linux.sh bench e2e, which
-# builds tunstack and passes DOTNET (the dotnet executable) and TUNSTACK_DLL (tunstack.dll) in the environment.
+# builds tunstack and passes DOTNET (the dotnet executable) and TUNSTACK_DLL (tunstack.dll) in the environment, and
+# TUNSTACK_EXE (the NativeAOT tunstack) unless --jit: then both servers run that executable.
 #
 #   client namespace (curl, wrk, ab)
 #     tun0  198.18.0.1/24   <-> tunstack (the stack)             answering as 198.18.0.2
@@ -27,6 +28,8 @@ Options:
   --mtu LIST      comma-separated MTUs for tun0 and the veth pair (default 1500,65520)
   --timeout SEC   limit for each transfer and load run (default 120; 60 with --quick); a run that hits it
                   is reported as "timeout"
+  --stack-args A  more tunstack arguments, e.g. "--queues 2" (tun0 is then made multi-queue) or "--offload off"
+  --jit           run both servers as the JIT build (dotnet tunstack.dll) instead of the NativeAOT executable
   --keep-logs     keep the working directory (server logs, client outputs) and print its path
   -h, --help      this text
 
@@ -48,6 +51,7 @@ LOSS=""
 MTUS="1500,65520"
 TIMEOUT=""
 KEEP_LOGS=0
+STACK_ARGS=""
 while (($# > 0)); do
     case "$1" in
         --runs) RUNS=${2:?--runs needs a number}; shift 2 ;;
@@ -60,6 +64,9 @@ while (($# > 0)); do
         --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
         --timeout=*) TIMEOUT=${1#*=}; shift ;;
         --keep-logs) KEEP_LOGS=1; shift ;;
+        --jit) shift ;; # handled by run-linux.sh, which then passes no TUNSTACK_EXE
+        --stack-args) STACK_ARGS=${2?--stack-args needs arguments}; shift 2 ;;
+        --stack-args=*) STACK_ARGS=${1#*=}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) printf 'bench e2e: unknown option %s (see --help)\n' "$1" >&2; exit 2 ;;
     esac
@@ -104,6 +111,15 @@ fi
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, TUN, nftables): sudo ./run-linux.sh bench e2e"
 [[ -n ${DOTNET:-} && -x $DOTNET ]] || die "DOTNET is not set to the dotnet executable; run through ./run-linux.sh bench e2e"
 [[ -n ${TUNSTACK_DLL:-} && -f $TUNSTACK_DLL ]] || die "TUNSTACK_DLL is not set to tunstack.dll; run through ./run-linux.sh bench e2e"
+# Both servers, the stack and the kernel reference, are the same program: NativeAOT when it was published, else JIT.
+if [[ -n ${TUNSTACK_EXE:-} ]]; then
+    [[ -x $TUNSTACK_EXE ]] || die "TUNSTACK_EXE ($TUNSTACK_EXE) is not an executable"
+    TUNSTACK_CMD=("$TUNSTACK_EXE")
+    BUILD_KIND="NativeAOT"
+else
+    TUNSTACK_CMD=("$DOTNET" "$TUNSTACK_DLL")
+    BUILD_KIND="JIT"
+fi
 [[ -c /dev/net/tun ]] || die "/dev/net/tun is missing: modprobe tun"
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,7 +231,12 @@ setup_namespaces() {
     ip -n "$NS_CLIENT" link set lo up
     ip -n "$NS_SERVER" link set lo up
 
-    ip -n "$NS_CLIENT" tuntap add dev "$TUN" mode tun
+    # With --queues the device must be multi-queue (a single-queue device keeps one queue).
+    if [[ " $STACK_ARGS " == *" --queues "* ]]; then
+        ip -n "$NS_CLIENT" tuntap add dev "$TUN" mode tun multi_queue
+    else
+        ip -n "$NS_CLIENT" tuntap add dev "$TUN" mode tun
+    fi
     ip -n "$NS_CLIENT" addr add "$TUN_KERNEL_CIDR" dev "$TUN"
     ip -n "$NS_CLIENT" link set "$TUN" mtu "$mtu" up
 
@@ -232,7 +253,7 @@ start_server() {
     local -n pid_variable=$1
     local namespace=$2 ready=$3 logfile=$4 i
     shift 4
-    ip netns exec "$namespace" "$DOTNET" "$TUNSTACK_DLL" "$@" >"$logfile" 2>&1 &
+    ip netns exec "$namespace" "${TUNSTACK_CMD[@]}" "$@" >"$logfile" 2>&1 &
     pid_variable=$!
     for ((i = 0; i < 600; i++)); do
         grep -q "$ready" "$logfile" 2>/dev/null && return 0
@@ -247,7 +268,7 @@ start_server() {
 start_servers() {
     local mtu=$1
     start_server STACK_PID "$NS_CLIENT" "tunstack ready" "$WORK/stack-$mtu.log" \
-        --tun "$TUN" --address "$STACK_ADDR" --mtu "$mtu" || die "tunstack failed to start"
+        --tun "$TUN" --address "$STACK_ADDR" --mtu "$mtu" $STACK_ARGS || die "tunstack failed to start"
     start_server KERNEL_PID "$NS_SERVER" "kernel-reference ready" "$WORK/kernel-$mtu.log" \
         kernel-reference --address "$KERNEL_ADDR" || die "the kernel reference server failed to start"
 }
@@ -572,8 +593,8 @@ print_table() {
     memory=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
     printf '\n'
     printf '### TunStack over TUN vs the Linux kernel over veth, end to end\n\n'
-    printf -- '- Machine: %s, %s cores, %s; kernel %s; .NET %s\n' "${cpu:-unknown CPU}" "$cores" "$memory" "$(uname -r)" \
-        "$(dotnet_runtime_version)"
+    printf -- '- Machine: %s, %s cores, %s; kernel %s; .NET %s (%s build of both servers)\n' "${cpu:-unknown CPU}" \
+        "$cores" "$memory" "$(uname -r)" "$(dotnet_runtime_version)" "$BUILD_KIND"
     printf -- '- Date: %s; command: ./run-linux.sh bench e2e %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$ARGS_TEXT"
     printf -- '- %s run(s) per figure, stack and kernel alternating; medians (sums for error counts); timeout %s s\n\n' \
         "$RUNS" "$TIMEOUT"

@@ -228,6 +228,18 @@ internal sealed class NetStack
         }
     }
 
+    /// <summary>
+    /// A packet of <paramref name="length"/> bytes that reached the stack but was dropped before any shard could take it
+    /// (the owning shard's queue was full): counted as received and dropped for <paramref name="reason"/>.
+    /// </summary>
+    internal void CountDrop(DropReason reason, int length, long nowMicros)
+    {
+        Counters.PacketsReceived++;
+        Counters.BytesReceived += length;
+        Counters.Drop(reason);
+        Tracer?.OnPacketDropped(nowMicros, reason);
+    }
+
     /// <summary>Drops decided by the TCP state machine already appear in the trace as the segment's own line.</summary>
     private static bool IsTracedAsSegment(DropReason reason) =>
         reason is DropReason.NoListener or DropReason.Unacceptable or DropReason.BacklogFull or DropReason.Stale

@@ -105,6 +105,8 @@ public sealed class StackCounters
     public long ConnectionLimitReached;
     /// <summary>SYNs dropped because the buffer memory limit was reached.</summary>
     public long MemoryLimitReached;
+    /// <summary>Packets read from this shard's device queue and handed to the shard that owns their connection.</summary>
+    public long PacketsHandedOff;
 
     /// <summary>The latest exception caught on the packet path (a bug), or null.</summary>
     public Exception? LastInternalError { get; internal set; }
@@ -132,6 +134,29 @@ public sealed class StackCounters
         copy._drops = (long[])_drops.Clone();
         return copy;
     }
+
+    /// <summary>
+    /// The counters of several engine shards added up, as one stack's (snapshots, not live counters). Every counter is a
+    /// public 64-bit field, so this adds them all without a list that could miss one; the first internal error found is kept.
+    /// </summary>
+    internal static StackCounters Sum(IEnumerable<StackCounters> parts)
+    {
+        var total = new StackCounters();
+        foreach (var part in parts)
+        {
+            foreach (var field in CounterFields)
+                field.SetValue(total, (long)field.GetValue(total)! + (long)field.GetValue(part)!);
+            for (int i = 0; i < total._drops.Length; i++)
+                total._drops[i] += part._drops[i];
+            total.LastInternalError ??= part.LastInternalError;
+        }
+        return total;
+    }
+
+    private static readonly System.Reflection.FieldInfo[] CounterFields = typeof(StackCounters)
+        .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)
+        .Where(f => f.FieldType == typeof(long))
+        .ToArray();
 
     /// <summary>Each non-zero drop reason with its count.</summary>
     public IEnumerable<KeyValuePair<DropReason, long>> Drops()

@@ -10,6 +10,7 @@ namespace TunStack.Host;
 /// <param name="Forward">With <c>tunstack forward</c>: where connections to other addresses are relayed, or null.</param>
 /// <param name="Offload">Checksum and TCP segmentation offload with the TUN device (<c>--offload on|off</c>).</param>
 /// <param name="Explain">Narrate each connection's handshake and close in plain language (<c>--explain</c>).</param>
+/// <param name="Queues">TUN queues (<c>--queues</c>), one engine shard and thread each; 1 for a single-queue device.</param>
 public sealed record HostOptions(
     string TunName,
     IReadOnlyList<string> Addresses,
@@ -22,7 +23,8 @@ public sealed record HostOptions(
     TunStack.Runtime.ImpairmentOptions? Impairment = null,
     bool Offload = true,
     bool Explain = false,
-    Forwarding.ForwardOptions? Forward = null);
+    Forwarding.ForwardOptions? Forward = null,
+    int Queues = 1);
 
 /// <summary>Checks what the command line chose before anything is opened.</summary>
 public static class HostOptionsCheck
@@ -48,6 +50,10 @@ public static class HostOptionsCheck
         }
         if (options.PcapFile is not null && options.PcapLimitMegabytes < 1)
             return "--pcap-limit must be at least 1 (MB)";
+        if (options.Queues is < 1 or > 16)
+            return $"--queues must be between 1 and 16, got {options.Queues}";
+        if (options.Queues > 1 && options.Impairment is not null)
+            return "--impair works with one queue; leave out --queues";
         return null;
     }
 

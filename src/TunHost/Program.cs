@@ -73,6 +73,14 @@ var offload = new Option<string>("--offload")
 };
 offload.AcceptOnlyFromAmong("on", "off");
 
+var queues = new Option<int>("--queues")
+{
+    HelpName = "N",
+    Description = "TUN queues (IFF_MULTI_QUEUE), each with its own engine shard and thread; the kernel spreads flows " +
+        "over them. A device made single-queue beforehand keeps one",
+    DefaultValueFactory = _ => 1,
+};
+
 var root = new RootCommand(
     """
     tunstack: a user-space TCP/IP stack in C#, serving HTTP (port 80), echo (7) and discard (9) over a Linux TUN device.
@@ -92,7 +100,7 @@ var root = new RootCommand(
                                               lose and reorder 1% of the packets each way, repeatably
     """)
 {
-    tun, address, mtu, trace, explain, msl, finTimeout, pcap, pcapLimit, impair, offload,
+    tun, address, mtu, trace, explain, msl, finTimeout, pcap, pcapLimit, impair, offload, queues,
 };
 // Hidden: the same services over kernel sockets, the reference that ./run-linux.sh bench e2e measures against.
 root.Subcommands.Add(TunStack.Host.KernelReference.KernelReferenceCommand.Create());
@@ -112,7 +120,8 @@ root.SetAction(async (parse, cancellationToken) =>
         parse.GetValue(tun)!, parse.GetValue(address)!.Distinct().ToArray(), parse.GetValue(mtu), parse.GetValue(trace),
         parse.GetValue(msl), parse.GetValue(finTimeout), parse.GetValue(pcap), parse.GetValue(pcapLimit), impairment,
         parse.GetValue(offload) == "on",
-        parse.GetValue(explain));
+        parse.GetValue(explain),
+        Queues: parse.GetValue(queues));
     if (HostOptionsCheck.Problem(options) is { } problem)
     {
         Console.Error.WriteLine($"tunstack: {problem}");

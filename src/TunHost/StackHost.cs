@@ -24,21 +24,24 @@ public sealed class StackHost
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        using var tun = TunDevice.Open(_options.TunName, _options.Mtu, _options.Offload);
+        var queues = TunDevice.OpenQueues(_options.TunName, _options.Mtu, _options.Offload, _options.Queues);
+        using var closeQueues = new DisposeAll(queues);
+        var tun = queues[0];
         await using var capture = OpenCapture();
 
-        // The device chain, from the event loop down to the TUN device:
+        // The device chain of each queue, from its event loop down to the TUN device:
         //     EventLoop -> CapturingDevice (--pcap) -> impairment (--impair) -> TunDevice
         // The capture wraps the impairment, so it records incoming packets after impairment and outgoing packets
         // before it: exactly the packets the stack itself received and sent.
-        IPacketDevice device = tun;
         ImpairedDevice? impaired = _options.Impairment is { } impairment ? new ImpairedDevice(tun, impairment) : null;
-        if (impaired is not null)
-            device = impaired;
-        if (capture is not null)
-            device = new CapturingDevice(device, capture);
+        var devices = queues.Select(IPacketDevice (queue) =>
+        {
+            IPacketDevice device = impaired is not null && queue == tun ? impaired : queue;
+            return capture is not null ? new CapturingDevice(device, capture) : device;
+        }).ToArray();
+        var device = devices[0];
 
-        var host = await TunStackHost.StartAsync(device, StackOptions(_options, _console), cancellationToken).ConfigureAwait(false);
+        var host = await TunStackHost.StartAsync(devices, StackOptions(_options, _console), cancellationToken).ConfigureAwait(false);
         IService[] services;
         var serving = new List<Task>();
         try
@@ -65,6 +68,7 @@ public sealed class StackHost
             _console.WriteLine($"tunstack ready on {device.Name} {string.Join(", ", _options.Addresses)} mtu {_options.Mtu}: " +
                 string.Join(", ", services.Select(s => $"{s.Name} {s.Port}")) +
                 $"; offload {OffloadText(tun.Offloads)}" +
+                (queues.Length == 1 ? string.Empty : $"; {queues.Length} queues") +
                 (_options.Forward is null ? string.Empty : $"; forwarding {_options.Forward}") +
                 (impaired is null ? string.Empty : $"; impair {impaired.Options}"));
 
@@ -109,7 +113,17 @@ public sealed class StackHost
         LeaveDeviceOpen = true,
     };
 
-    /// <summary>A snapshot of the stack, taken on its loop thread (the only one that touches the engine).</summary>
+    /// <summary>Disposes the device's queues at the end of <see cref="RunAsync"/>.</summary>
+    private sealed class DisposeAll(TunDevice[] queues) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var queue in queues)
+                queue.Dispose();
+        }
+    }
+
+    /// <summary>A snapshot of the stack, taken on its loop threads (the only one that touches the engine).</summary>
     private static TunStackDiagnostics Snapshot(TunStackHost host) =>
         host.GetDiagnosticsAsync().WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult();
 

@@ -64,6 +64,7 @@ public static class StatsJson
             json.WriteNumber("internalErrors", c.InternalErrors);
             json.WriteNumber("superPacketsSent", c.SuperPacketsSent);
             json.WriteNumber("superPacketsReceived", c.SuperPacketsReceived);
+            json.WriteNumber("packetsHandedOff", c.PacketsHandedOff);
             json.WriteNumber("duplicateSegments", c.DuplicateSegments);
             json.WriteNumber("sackBlocksSent", c.SackBlocksSent);
             json.WriteNumber("sackBlocksReceived", c.SackBlocksReceived);
@@ -84,6 +85,20 @@ public static class StatsJson
             foreach (var (reason, count) in c.Drops())
                 json.WriteNumber(reason.ToString(), count);
             json.WriteEndObject();
+
+            // One entry per TUN queue and engine shard (--queues): what each took in and sent, and handed to another.
+            json.WriteStartArray("shards");
+            foreach (var shard in diagnostics.ShardCounters)
+            {
+                json.WriteStartObject();
+                json.WriteNumber("packetsReceived", shard.PacketsReceived);
+                json.WriteNumber("packetsSent", shard.PacketsSent);
+                json.WriteNumber("packetsHandedOff", shard.PacketsHandedOff);
+                json.WriteNumber("passiveOpens", shard.PassiveOpens);
+                json.WriteNumber("activeOpens", shard.ActiveOpens);
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
 
             if (impaired is not null)
             {

@@ -78,6 +78,9 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
 
     internal Tcb Tcb { get; }
 
+    /// <summary>The event loop that drives this connection's engine shard.</summary>
+    internal EventLoop Loop => _loop;
+
     /// <summary>The handshake as it happened: endpoints, initial sequence numbers, MSS, options.</summary>
     public TcpConnectionInfo Info { get; }
 

@@ -21,14 +21,35 @@ public sealed class TunStackDiagnostics
     /// <summary>The stack's counters (packets, segments, retransmissions, drops by reason), copied at the snapshot.</summary>
     public required StackCounters Counters { get; init; }
 
-    /// <summary>A snapshot of <paramref name="stack"/>; call it on the thread that drives the stack.</summary>
-    internal static TunStackDiagnostics Of(NetStack stack, int applicationConnectionCount) => new()
+    /// <summary>
+    /// With a multi-queue device, each engine shard's own counters, in queue order (what each queue's shard received,
+    /// sent and handed to another shard); with one queue, just <see cref="Counters"/>.
+    /// </summary>
+    public IReadOnlyList<StackCounters> ShardCounters { get; init; } = [];
+
+    /// <summary>The snapshots of a stack's shards as one: connections side by side, counts and counters summed.</summary>
+    internal static TunStackDiagnostics Combine(IReadOnlyList<TunStackDiagnostics> shards) => shards.Count == 1 ? shards[0] : new()
     {
-        Connections = stack.Connections.Select(TcpConnectionStatistics.From).ToArray(),
-        TimeWaitCount = stack.TimeWaitCount,
-        ApplicationConnectionCount = applicationConnectionCount,
-        Counters = stack.Counters.Snapshot(),
+        Connections = shards.SelectMany(d => d.Connections).ToArray(),
+        TimeWaitCount = shards.Sum(d => d.TimeWaitCount),
+        ApplicationConnectionCount = shards.Sum(d => d.ApplicationConnectionCount),
+        Counters = StackCounters.Sum(shards.Select(d => d.Counters)),
+        ShardCounters = shards.Select(d => d.Counters).ToArray(),
     };
+
+    /// <summary>A snapshot of <paramref name="stack"/>; call it on the thread that drives the stack.</summary>
+    internal static TunStackDiagnostics Of(NetStack stack, int applicationConnectionCount)
+    {
+        var counters = stack.Counters.Snapshot();
+        return new()
+        {
+            Connections = stack.Connections.Select(TcpConnectionStatistics.From).ToArray(),
+            TimeWaitCount = stack.TimeWaitCount,
+            ApplicationConnectionCount = applicationConnectionCount,
+            Counters = counters,
+            ShardCounters = [counters],
+        };
+    }
 }
 
 /// <summary>One connection in a <see cref="TunStackDiagnostics"/> snapshot.</summary>

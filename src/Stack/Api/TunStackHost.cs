@@ -10,7 +10,10 @@ namespace TunStack;
 
 /// <summary>
 /// A running TCP/IP stack on a packet device: the engine and its event loop, one dedicated thread. Listen and connect
-/// as with sockets; every method is thread-safe (work that touches the engine is posted to the loop thread).
+/// as with sockets; every method is thread-safe (work that touches the engine is posted to the loop thread). On a
+/// multi-queue device (<see cref="Linux.TunDevice.OpenQueues"/>) there is one engine shard and loop per queue; each
+/// connection lives on the shard its four-tuple hashes to, listeners take connections from every shard, and the
+/// counters and limits are the whole stack's.
 /// </summary>
 /// <example>
 /// <code>
@@ -29,17 +32,20 @@ namespace TunStack;
 /// </example>
 public sealed class TunStackHost : IAsyncDisposable
 {
-    private readonly EventLoop _loop;
-    private readonly IPacketDevice _device;
+    private readonly EventLoop[] _loops;      // one per device queue and engine shard
+    private readonly IPacketDevice[] _devices;
+    private readonly EventLoop _loop;         // shard 0's, for what every shard has alike
     private readonly ILogger _logger;
     private int _disposed;
+    private int _nextConnectShard;
     private StackMetrics? _metrics;
 
-    private TunStackHost(IPacketDevice device, TunStackOptions options, EventLoop loop, ILogger logger)
+    private TunStackHost(IPacketDevice[] devices, TunStackOptions options, EventLoop[] loops, ILogger logger)
     {
-        _device = device;
+        _devices = devices;
         Options = options;
-        _loop = loop;
+        _loops = loops;
+        _loop = loops[0];
         _logger = logger;
         Addresses = options.Addresses.ToArray();
     }
@@ -55,21 +61,57 @@ public sealed class TunStackHost : IAsyncDisposable
     public static Task<TunStackHost> StartAsync(IPacketDevice device, TunStackOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(device);
+        return StartAsync([device], options, cancellationToken);
+    }
+
+    /// <summary>
+    /// Starts a stack on the queues of one multi-queue device (<see cref="Linux.TunDevice.OpenQueues"/>): one engine shard
+    /// and event loop thread per queue. The kernel spreads flows over the queues; a packet read on a queue whose shard
+    /// does not own its connection is handed to the shard that does. With one queue this is
+    /// <see cref="StartAsync(IPacketDevice, TunStackOptions?, CancellationToken)"/>.
+    /// </summary>
+    /// <param name="queues">The device's queues, all with the same MTU and offloads; disposed with the host unless
+    /// <see cref="TunStackOptions.LeaveDeviceOpen"/> is set.</param>
+    /// <param name="options">Addresses, buffers, timers and limits (limits are the whole stack's); null takes the defaults.</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    /// <exception cref="ArgumentException">No queues, queues that differ, or options that cannot work with this device.</exception>
+    public static Task<TunStackHost> StartAsync(IReadOnlyList<IPacketDevice> queues, TunStackOptions? options = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(queues);
+        if (queues.Count == 0 || queues.Any(q => q is null))
+            throw new ArgumentException("At least one device queue, none null.", nameof(queues));
+        var devices = queues.ToArray();
+        if (devices.Any(d => d.Mtu != devices[0].Mtu || d.Offloads != devices[0].Offloads))
+            throw new ArgumentException("The queues of one device have one MTU and the same offloads.", nameof(queues));
         cancellationToken.ThrowIfCancellationRequested();
         options ??= new TunStackOptions();
+        var device = devices[0];
         if (options.Problem(device.Mtu) is { } problem)
             throw new ArgumentException(problem, nameof(options));
         var logger = (ILogger?)options.LoggerFactory?.CreateLogger("TunStack") ?? NullLogger.Instance;
-        var stackOptions = options.ToStackOptions(device.Mtu);
+        // Shards share the ISN and SYN-cookie secret: one stack to the outside.
+        var stackOptions = options.ToStackOptions(device.Mtu,
+            devices.Length > 1 ? System.Security.Cryptography.RandomNumberGenerator.GetBytes(16) : null);
         var tracer = CompositeTracer.Combine(
             options.SegmentTrace is { } trace ? new TextTracer(trace) : null,
             options.Explain is { } explain ? new ExplainTracer(explain, stackOptions.MslMicros) : null);
-        var stack = new NetStack(stackOptions, tracer);
-        var metrics = options.Metrics ? new StackMetrics(stack) : null;
-        var loop = new EventLoop(stack, device, options.TimeProvider, logger);
-        var host = new TunStackHost(device, options, loop, logger) { _metrics = metrics };
-        loop.Start();
-        logger.Started(device.Name, string.Join(", ", options.Addresses), stack.Options.Mtu);
+        if (tracer is not null && devices.Length > 1)
+            tracer = new SynchronizedTracer(tracer); // the shards' threads take turns
+        var shards = devices.Length > 1 ? new Sharding.StackShards(devices.Length) : null;
+        var stacks = new NetStack[devices.Length];
+        var loops = new EventLoop[devices.Length];
+        for (int i = 0; i < devices.Length; i++)
+        {
+            stacks[i] = shards is null ? new NetStack(stackOptions, tracer) : new NetStack(stackOptions, shards, i, tracer);
+            loops[i] = new EventLoop(stacks[i], devices[i], options.TimeProvider, logger);
+        }
+        EventLoop.Join(loops);
+        var metrics = options.Metrics ? new StackMetrics(stacks) : null;
+        var host = new TunStackHost(devices, options, loops, logger) { _metrics = metrics };
+        foreach (var loop in loops)
+            loop.Start();
+        logger.Started(device.Name, string.Join(", ", options.Addresses), stacks[0].Options.Mtu);
         return Task.FromResult(host);
     }
 
@@ -79,14 +121,17 @@ public sealed class TunStackHost : IAsyncDisposable
     /// <summary>The addresses the stack answers for.</summary>
     public IReadOnlyList<IPAddress> Addresses { get; }
 
-    /// <summary>The device the stack runs on.</summary>
-    public IPacketDevice Device => _device;
+    /// <summary>The device the stack runs on (its first queue when there are several).</summary>
+    public IPacketDevice Device => _devices[0];
+
+    /// <summary>The device's queues, one engine shard and event loop each.</summary>
+    public IReadOnlyList<IPacketDevice> Queues => _devices;
 
     /// <summary>The MTU in use: <see cref="TunStackOptions.Mtu"/>, or the device's.</summary>
     public int Mtu => _loop.Stack.Options.Mtu;
 
     /// <summary>Completes when the stack has stopped (after <see cref="DisposeAsync"/>); faults if its event loop failed.</summary>
-    public Task Completion => _loop.Completion;
+    public Task Completion => Task.WhenAll(_loops.Select(l => l.Completion));
 
     /// <summary>Whether <paramref name="address"/> is one of the stack's own addresses.</summary>
     public bool IsLocalAddress(IPAddress address)
@@ -152,15 +197,19 @@ public sealed class TunStackHost : IAsyncDisposable
         };
         if (remote.Port is <= 0 or > ushort.MaxValue)
             throw new ArgumentOutOfRangeException(nameof(remoteEndPoint), "The port must be between 1 and 65535.");
-        return await _loop.ConnectAsync(remote, cancellationToken).ConfigureAwait(false);
+        // The shards take turns; each picks an ephemeral port whose four-tuple it owns.
+        var loop = _loops[(int)((uint)Interlocked.Increment(ref _nextConnectShard) % (uint)_loops.Length)];
+        return await loop.ConnectAsync(remote, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>A snapshot of the connections and counters, taken on the event loop.</summary>
     public async Task<TunStackDiagnostics> GetDiagnosticsAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
-        return await _loop.InvokeAsync(() => TunStackDiagnostics.Of(_loop.Stack, _loop.ApplicationConnectionCount))
+        var parts = await Task.WhenAll(_loops.Select(loop =>
+            loop.InvokeAsync(() => TunStackDiagnostics.Of(loop.Stack, loop.ApplicationConnectionCount))))
             .WaitAsync(cancellationToken).ConfigureAwait(false);
+        return TunStackDiagnostics.Combine(parts);
     }
 
     /// <summary>
@@ -172,11 +221,17 @@ public sealed class TunStackHost : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
-        await Task.Run(_loop.Stop).ConfigureAwait(false);
+        // One shard after the other: a stopping loop resets its connections, and may post to the others' loops.
+        await Task.Run(() =>
+        {
+            foreach (var loop in _loops)
+                loop.Stop();
+        }).ConfigureAwait(false);
         _metrics?.Dispose();
         if (!Options.LeaveDeviceOpen)
-            _device.Dispose();
-        _logger.Stopped(_device.Name);
+            foreach (var device in _devices)
+                device.Dispose();
+        _logger.Stopped(_devices[0].Name);
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);

@@ -14,21 +14,26 @@ namespace TunStack;
 /// </summary>
 public sealed class TunStackListener : IAsyncDisposable
 {
-    private readonly Channel<TunStackConnection> _accepted = Channel.CreateUnbounded<TunStackConnection>(
-        new UnboundedChannelOptions { SingleWriter = true });
-    private readonly EventLoop _loop;
+    private readonly Channel<TunStackConnection> _accepted;
+    private readonly EventLoop[] _loops;          // one per engine shard; each delivers its own connections
+    private readonly ListenBinding?[] _bindings;  // by shard: the engine's passive OPEN this listener is part of
     private readonly Func<IPEndPoint, bool>? _forwardFilter;
     private int _disposed;
 
-    internal TunStackListener(EventLoop loop, ListenBinding binding, IPEndPoint localEndPoint, Func<IPEndPoint, bool>? forwardFilter)
+    internal TunStackListener(EventLoop[] loops, IPEndPoint localEndPoint, Func<IPEndPoint, bool>? forwardFilter)
     {
-        _loop = loop;
-        Binding = binding;
+        _loops = loops;
+        _bindings = new ListenBinding?[loops.Length];
+        _accepted = Channel.CreateUnbounded<TunStackConnection>(new UnboundedChannelOptions { SingleWriter = loops.Length == 1 });
         LocalEndPoint = localEndPoint;
         _forwardFilter = forwardFilter;
     }
 
-    internal ListenBinding Binding { get; }
+    /// <summary>The binding on <paramref name="loop"/>'s shard, or null where it is not (or no longer) bound.</summary>
+    internal ListenBinding? BindingOn(EventLoop loop) => _bindings[loop.Stack.ShardIndex];
+
+    /// <summary>Loop thread of <paramref name="loop"/>.</summary>
+    internal void SetBinding(EventLoop loop, ListenBinding binding) => _bindings[loop.Stack.ShardIndex] = binding;
 
     /// <summary>
     /// The endpoint listened on. <see cref="IPAddress.IPv6Any"/> takes connections to every address of the stack,
@@ -57,20 +62,18 @@ public sealed class TunStackListener : IAsyncDisposable
             throw new ObjectDisposedException(nameof(TunStackListener));
         }
         var tcb = connection.Tcb;
-        _loop.Post(() => _loop.Stack.Accepted(tcb)); // it leaves the engine's accept queue (the backlog)
+        var loop = connection.Loop;
+        loop.Post(() => loop.Stack.Accepted(tcb)); // it leaves the engine's accept queue (the backlog)
         return connection;
     }
 
     /// <summary>Stops listening: new SYNs for this endpoint are answered with RST; established but unaccepted connections are reset.</summary>
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
-            return ValueTask.CompletedTask;
-        return new ValueTask(_loop.InvokeAsync(() =>
-        {
-            _loop.CloseListener(this);
-            return true;
-        }));
+            return;
+        foreach (var loop in _loops)
+            await loop.InvokeAsync(() => { loop.CloseListener(this); return true; }).ConfigureAwait(false);
     }
 
     /// <summary>Whether the connection to <paramref name="local"/> belongs to this listener (for the address match).</summary>
@@ -83,14 +86,14 @@ public sealed class TunStackListener : IAsyncDisposable
         return mine.Equals(local);
     }
 
-    /// <summary>Loop thread.</summary>
+    /// <summary>Loop thread (of the connection's shard).</summary>
     internal void Enqueue(TunStackConnection connection)
     {
         if (!_accepted.Writer.TryWrite(connection))
             connection.AbortOnLoop();
     }
 
-    /// <summary>Loop thread: no more connections; returns those nobody accepted.</summary>
+    /// <summary>A loop thread: no more connections; returns those nobody accepted (the first call takes them all).</summary>
     internal List<TunStackConnection> CompleteAccepting()
     {
         _accepted.Writer.TryComplete();

@@ -132,7 +132,7 @@ public sealed class TunStackOptions
     }
 
     /// <summary>The engine's options.</summary>
-    internal NetStackOptions ToStackOptions(int deviceMtu) => new()
+    internal NetStackOptions ToStackOptions(int deviceMtu, byte[]? generatedSecret = null) => new()
     {
         Addresses = Addresses.Select(IpAddress.FromIPAddress).ToArray(),
         Ipv4PrefixLength = Ipv4PrefixLength,
@@ -153,7 +153,7 @@ public sealed class TunStackOptions
         CongestionControl = CongestionControl,
         Sack = Sack,
         Timestamps = Timestamps,
-        IsnSecret = IsnSecret,
+        IsnSecret = IsnSecret ?? generatedSecret,
     };
 
     private static long Micros(TimeSpan span) => span == Timeout.InfiniteTimeSpan ? long.MaxValue : (long)span.TotalMicroseconds;

@@ -40,7 +40,7 @@ internal sealed class StackMetrics : IStackObserver, IDisposable
     private static readonly KeyValuePair<string, object?>[] DropTags =
         Enum.GetValues<DropReason>().Select(r => new KeyValuePair<string, object?>("reason", r.ToString())).ToArray();
 
-    private readonly NetStack _stack;
+    private readonly NetStack[] _stacks; // the engine shards (one for most stacks), counted together
     private readonly Meter _meter;
     private readonly Histogram<double> _rtt;
     private readonly Lock _censusLock = new();
@@ -50,11 +50,19 @@ internal sealed class StackMetrics : IStackObserver, IDisposable
     /// Creates the instruments for <paramref name="stack"/> and makes this its <see cref="NetStack.Observer"/>. Create
     /// it before the engine runs (or on the engine's thread); dispose it to remove the instruments.
     /// </summary>
-    public StackMetrics(NetStack stack)
+    public StackMetrics(NetStack stack) : this([stack])
     {
-        _stack = stack;
+    }
+
+    /// <summary>
+    /// Creates the instruments for the shards of one multi-queue stack, each value the sum over <paramref name="shards"/>,
+    /// and makes this the <see cref="NetStack.Observer"/> of each (RTT samples come from every shard's thread).
+    /// </summary>
+    public StackMetrics(IReadOnlyList<NetStack> shards)
+    {
+        _stacks = shards.ToArray();
         _meter = new Meter(MeterName);
-        var c = stack.Counters;
+        var c = new CounterSum(_stacks);
 
         _meter.CreateObservableCounter("tunstack.ip.packets",
             () => Pair(c.PacketsReceived, c.PacketsSent), "{packet}", "IP packets received and sent");
@@ -101,7 +109,8 @@ internal sealed class StackMetrics : IStackObserver, IDisposable
                 HistogramBucketBoundaries = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500],
             });
 
-        stack.Observer = this;
+        foreach (var stack in _stacks)
+            stack.Observer = this;
     }
 
     /// <summary>The meter (one per instance, all named <see cref="MeterName"/>), e.g. to tell two stacks apart in a listener.</summary>
@@ -111,8 +120,9 @@ internal sealed class StackMetrics : IStackObserver, IDisposable
 
     public void Dispose()
     {
-        if (_stack.Observer == this)
-            _stack.Observer = null;
+        foreach (var stack in _stacks)
+            if (stack.Observer == this)
+                stack.Observer = null;
         _meter.Dispose();
     }
 
@@ -120,10 +130,11 @@ internal sealed class StackMetrics : IStackObserver, IDisposable
 
     private IEnumerable<Measurement<long>> Drops()
     {
-        var counters = _stack.Counters;
         for (int i = 1; i < DropTags.Length; i++)
         {
-            long n = counters.Dropped((DropReason)i);
+            long n = 0;
+            foreach (var stack in _stacks)
+                n += stack.Counters.Dropped((DropReason)i);
             if (n != 0)
                 yield return new Measurement<long>(n, DropTags[i]);
         }
@@ -154,10 +165,13 @@ internal sealed class StackMetrics : IStackObserver, IDisposable
             counts.Clear();
             try
             {
-                foreach (var tcb in _stack.Connections)
+                foreach (var stack in _stacks)
                 {
-                    if (tcb is not null)
-                        counts[(int)tcb.State]++;
+                    foreach (var tcb in stack.Connections)
+                    {
+                        if (tcb is not null)
+                            counts[(int)tcb.State]++;
+                    }
                 }
             }
             catch (Exception e) when (e is InvalidOperationException or IndexOutOfRangeException or NullReferenceException)
@@ -165,11 +179,46 @@ internal sealed class StackMetrics : IStackObserver, IDisposable
                 continue;
             }
             // A TCB that entered TIME-WAIT has left the table for a small record; the records are counted apart.
-            counts[(int)TcpState.TimeWait] = _stack.TimeWaitCount;
+            long timeWait = 0;
+            foreach (var stack in _stacks)
+                timeWait += stack.TimeWaitCount;
+            counts[(int)TcpState.TimeWait] = timeWait;
             counts.CopyTo(_census);
             return;
         }
     }
 
     private const int CensusAttempts = 4;
+
+    /// <summary>The counters the instruments read, each the sum over the shards at the moment it is read.</summary>
+    private sealed class CounterSum(NetStack[] stacks)
+    {
+        private long Sum(Func<StackCounters, long> counter)
+        {
+            long total = 0;
+            foreach (var stack in stacks)
+                total += counter(stack.Counters);
+            return total;
+        }
+
+        public long PacketsReceived => Sum(c => c.PacketsReceived);
+        public long PacketsSent => Sum(c => c.PacketsSent);
+        public long BytesReceived => Sum(c => c.BytesReceived);
+        public long BytesSent => Sum(c => c.BytesSent);
+        public long SegmentsReceived => Sum(c => c.SegmentsReceived);
+        public long SegmentsSent => Sum(c => c.SegmentsSent);
+        public long Retransmissions => Sum(c => c.Retransmissions);
+        public long RetransmissionTimeouts => Sum(c => c.RetransmissionTimeouts);
+        public long FastRecoveries => Sum(c => c.FastRecoveries);
+        public long PassiveOpens => Sum(c => c.PassiveOpens);
+        public long ActiveOpens => Sum(c => c.ActiveOpens);
+        public long ConnectionsEstablished => Sum(c => c.ConnectionsEstablished);
+        public long ConnectionsClosed => Sum(c => c.ConnectionsClosed);
+        public long ConnectionsAborted => Sum(c => c.ConnectionsAborted);
+        public long ConnectionsTimedOut => Sum(c => c.ConnectionsTimedOut);
+        public long ResetsReceived => Sum(c => c.ResetsReceived);
+        public long ResetsSent => Sum(c => c.ResetsSent);
+        public long SynCookiesSent => Sum(c => c.SynCookiesSent);
+        public long SynCookiesAccepted => Sum(c => c.SynCookiesAccepted);
+    }
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
@@ -15,9 +16,17 @@ namespace TunStack.Runtime;
 /// Applications talk to it through <see cref="TunStackListener"/>/<see cref="TunStackConnection"/> from any thread;
 /// everything that touches the stack is posted to the loop thread.
 /// </summary>
+/// <remarks>
+/// With a multi-queue device there is one loop per queue, each with its own engine shard (<see cref="Sharding.StackShards"/>),
+/// joined by <see cref="Join"/>. The kernel picks a queue per flow by its own hash, which is not ours and may change, so
+/// a loop hands a packet whose connection another shard owns to that shard's loop (<see cref="HandIn"/>): a copy into a
+/// bounded queue, drained at the start of the owner's next iteration.
+/// </remarks>
 internal sealed class EventLoop : IDisposable
 {
     private const int ReadBatch = 64;
+    /// <summary>Packets from other shards' queues that may wait for this loop; beyond, they are dropped and counted.</summary>
+    internal const int MaxHandedIn = 4096;
     private static readonly long MaxWaitMicros = 1_000_000;
 
     private readonly NetStack _stack;
@@ -35,6 +44,10 @@ internal sealed class EventLoop : IDisposable
     private volatile bool _stopping;
     private bool _closed; // under _postGate: the loop is done and runs nothing posted any more
     private int _loopThreadId = -1;
+    private EventLoop[]? _group;                                 // every loop of a multi-queue host, by shard; null alone
+    private readonly ConcurrentQueue<HandedPacket> _handedIn = new();
+    private int _handedInCount;
+    private int _sleeping;                                       // 1 while the loop is in (or about to enter) WaitReadable
 
     public EventLoop(NetStack stack, IPacketDevice device, TimeProvider? time = null, ILogger? logger = null)
     {
@@ -48,6 +61,28 @@ internal sealed class EventLoop : IDisposable
         // The stack uses what the device offloads: checksums left to it, super-packets it cuts into segments.
         stack.DeviceOffloads = device.Offloads;
     }
+
+    /// <summary>
+    /// Makes <paramref name="loops"/> (one per device queue, each driving shard i of one <see cref="Sharding.StackShards"/>,
+    /// in shard order) hand each other the packets they read for connections another shard owns. Before they start.
+    /// </summary>
+    internal static void Join(EventLoop[] loops)
+    {
+        if (loops.Length == 1)
+            return;
+        for (int i = 0; i < loops.Length; i++)
+        {
+            if (loops[i]._stack.ShardIndex != i || loops[i]._stack.Shards?.Count != loops.Length)
+                throw new ArgumentException("Loop i must drive shard i of one set of shards.", nameof(loops));
+            if (loops[i]._thread is not null)
+                throw new InvalidOperationException("Join the loops before they start.");
+        }
+        foreach (var loop in loops)
+            loop._group = loops;
+    }
+
+    /// <summary>The loops this one works with: every shard's in shard order, or this one alone.</summary>
+    internal EventLoop[] Group => _group ?? [this];
 
     /// <summary>The stack. Touch it only on the loop thread (<see cref="InvokeAsync{T}"/>) once the loop runs.</summary>
     public NetStack Stack => _stack;
@@ -64,11 +99,12 @@ internal sealed class EventLoop : IDisposable
     private bool OwnsStack => _thread is null || Environment.CurrentManagedThreadId == _loopThreadId || Volatile.Read(ref _closed);
 
     /// <summary>
-    /// Opens a listener for <paramref name="localEndPoint"/> (a wildcard address or one of the stack's). Listeners on
-    /// one port share the engine's passive OPEN; each connection goes to the listener of its exact local address,
-    /// else to the wildcard one. Thread-safe; before <see cref="Start"/> it takes effect at once.
+    /// Opens a listener for <paramref name="localEndPoint"/> (a wildcard address or one of the stack's) on this loop and
+    /// the others of its group. Listeners on one port share the engine's passive OPEN; each connection goes to the
+    /// listener of its exact local address, else to the wildcard one. Thread-safe; before <see cref="Start"/> it takes
+    /// effect at once.
     /// </summary>
-    public Task<TunStackListener> ListenAsync(IPEndPoint localEndPoint, int? backlog)
+    public async Task<TunStackListener> ListenAsync(IPEndPoint localEndPoint, int? backlog)
     {
         if (localEndPoint.Port is <= 0 or > ushort.MaxValue)
             throw new ArgumentOutOfRangeException(nameof(localEndPoint), "The port must be between 1 and 65535.");
@@ -76,40 +112,71 @@ internal sealed class EventLoop : IDisposable
         if (!address.Equals(IPAddress.Any) && !address.Equals(IPAddress.IPv6Any)
             && !_stack.IsLocalAddress(IpAddress.FromIPAddress(address)))
             throw new SocketException((int)SocketError.AddressNotAvailable);
-        return InvokeAsync(() =>
+        var port = (ushort)localEndPoint.Port;
+        var listener = new TunStackListener(Group, localEndPoint, null);
+        await BindEverywhereAsync(listener, loop =>
         {
-            var port = (ushort)localEndPoint.Port;
-            var binding = _bindings.Values.FirstOrDefault(b => !b.IsAny && b.Endpoint.Port == port);
+            var binding = loop._bindings.Values.FirstOrDefault(b => !b.IsAny && b.Endpoint.Port == port);
             if (binding is null)
             {
-                binding = new ListenBinding(_stack.Listen(port, backlog), isAny: false);
-                _bindings.Add(binding.Endpoint, binding);
+                binding = new ListenBinding(loop._stack.Listen(port, backlog), isAny: false);
+                loop._bindings.Add(binding.Endpoint, binding);
             }
-            var listener = new TunStackListener(this, binding, localEndPoint, null);
             if (!binding.TryAdd(listener))
                 throw new SocketException((int)SocketError.AddressAlreadyInUse);
-            Logger.ListenerOpened(localEndPoint);
-            return listener;
-        });
+            listener.SetBinding(loop, binding);
+        }).ConfigureAwait(false);
+        Logger.ListenerOpened(localEndPoint);
+        return listener;
     }
 
-    /// <summary>Opens the forwarding listener: connections to any other address that <paramref name="accept"/> takes.</summary>
-    public Task<TunStackListener> ListenAnyAsync(Func<IPEndPoint, bool> accept, int? backlog) => InvokeAsync(() =>
+    /// <summary>
+    /// Opens the forwarding listener: connections to any other address that <paramref name="accept"/> takes (called on
+    /// the loop threads, concurrently when there are several).
+    /// </summary>
+    public async Task<TunStackListener> ListenAnyAsync(Func<IPEndPoint, bool> accept, int? backlog)
     {
-        var endpoint = _stack.ListenAny(tuple => accept(new IPEndPoint(tuple.LocalAddress.ToIPAddress(), tuple.LocalPort)), backlog);
-        var binding = new ListenBinding(endpoint, isAny: true);
-        _bindings.Add(endpoint, binding);
-        var listener = new TunStackListener(this, binding, new IPEndPoint(IPAddress.IPv6Any, 0), accept);
-        binding.TryAdd(listener);
+        var listener = new TunStackListener(Group, new IPEndPoint(IPAddress.IPv6Any, 0), accept);
+        await BindEverywhereAsync(listener, loop =>
+        {
+            var endpoint = loop._stack.ListenAny(tuple => accept(new IPEndPoint(tuple.LocalAddress.ToIPAddress(), tuple.LocalPort)), backlog);
+            var binding = new ListenBinding(endpoint, isAny: true);
+            loop._bindings.Add(endpoint, binding);
+            binding.TryAdd(listener);
+            listener.SetBinding(loop, binding);
+        }).ConfigureAwait(false);
         Logger.ForwardingListenerOpened();
         return listener;
-    });
+    }
+
+    /// <summary>Binds <paramref name="listener"/> on every loop of the group, in turn; if one refuses, undoes the others.</summary>
+    private async Task BindEverywhereAsync(TunStackListener listener, Action<EventLoop> bind)
+    {
+        var loops = Group;
+        for (int i = 0; i < loops.Length; i++)
+        {
+            var loop = loops[i];
+            try
+            {
+                await loop.InvokeAsync(() => { bind(loop); return true; }).ConfigureAwait(false);
+            }
+            catch
+            {
+                for (int j = 0; j < i; j++)
+                {
+                    var bound = loops[j];
+                    await bound.InvokeAsync(() => { bound.CloseListener(listener, log: false); return true; }).ConfigureAwait(false);
+                }
+                throw;
+            }
+        }
+    }
 
     /// <summary>Loop thread: the listener is disposed; when its port has no listener left, the engine stops listening.</summary>
-    internal void CloseListener(TunStackListener listener)
+    internal void CloseListener(TunStackListener listener, bool log = true)
     {
-        var binding = listener.Binding;
-        if (!binding.Remove(listener)) return;
+        var binding = listener.BindingOn(this);
+        if (binding is null || !binding.Remove(listener)) return;
         if (binding.IsEmpty)
         {
             _stack.StopListening(binding.Endpoint);
@@ -117,8 +184,12 @@ internal sealed class EventLoop : IDisposable
         }
         // Connections established but not accepted are reset, as close(2) on a listening socket does.
         foreach (var queued in listener.CompleteAccepting())
-            queued.AbortOnLoop();
-        Logger.ListenerClosed(listener.LocalEndPoint);
+        {
+            if (queued.Loop == this) queued.AbortOnLoop();
+            else queued.Abort();    // another shard's: on its own loop
+        }
+        if (log && _stack.ShardIndex == 0)
+            Logger.ListenerClosed(listener.LocalEndPoint);
     }
 
     /// <summary>
@@ -193,7 +264,7 @@ internal sealed class EventLoop : IDisposable
             if (!_closed)
             {
                 _posted.Enqueue(action);
-                _device.Wake();
+                WakeIfSleeping();
                 return;
             }
         }
@@ -220,8 +291,23 @@ internal sealed class EventLoop : IDisposable
     internal void Signal(TunStackConnection connection)
     {
         _signaled.Enqueue(connection);
-        _device.Wake();
+        WakeIfSleeping();
     }
+
+    /// <summary>
+    /// After queueing work for the loop: wakes it through the device (an eventfd write, a system call) only if it
+    /// sleeps, and only once per sleep. A loop that is running looks at its queues before it sleeps. The queue's
+    /// enqueue and the barrier here pair with the loop's store of <see cref="_sleeping"/> before its last look
+    /// (<see cref="HasQueuedWork"/>), so either the loop sees the work or this sees the loop asleep.
+    /// </summary>
+    private void WakeIfSleeping()
+    {
+        Interlocked.MemoryBarrier();
+        if (Volatile.Read(ref _sleeping) != 0 && Interlocked.Exchange(ref _sleeping, 0) != 0)
+            _device.Wake();
+    }
+
+    private bool HasQueuedWork => !_posted.IsEmpty || !_signaled.IsEmpty || Volatile.Read(ref _handedInCount) > 0;
 
     private void Run()
     {
@@ -279,13 +365,25 @@ internal sealed class EventLoop : IDisposable
             connection.OnLoopSignal();
             Forget(connection);
         }
+        ReceiveHandedIn(now);
 
         int read = 0;
         for (; read < ReadBatch; read++)
         {
             int n = _device.TryRead(_receiveBuffer, out var info);
             if (n <= 0) break;
-            _stack.Receive(_receiveBuffer.AsSpan(0, n), now, info);
+            var packet = _receiveBuffer.AsSpan(0, n);
+            if (_group is { } group)
+            {
+                // The kernel chose this queue by its own hash; the connection may be another shard's.
+                int owner = _stack.Shards!.OwnerOf(packet);
+                if (owner >= 0 && owner != _stack.ShardIndex)
+                {
+                    group[owner].HandIn(packet, info, from: this);
+                    continue;
+                }
+            }
+            _stack.Receive(packet, now, info);
         }
 
         DispatchEvents();
@@ -294,11 +392,54 @@ internal sealed class EventLoop : IDisposable
         deadline = _stack.Poll(now); // and the application side can have queued more to send
         Transmit();
 
-        if (!wait || read == ReadBatch || !_posted.IsEmpty || !_signaled.IsEmpty)
+        if (!wait || read == ReadBatch || HasQueuedWork)
             return;
         long waitMicros = Math.Clamp(deadline == long.MaxValue ? MaxWaitMicros : deadline - NowMicros, 0, MaxWaitMicros);
         if (waitMicros > 0)
-            _device.WaitReadable(TimeSpan.FromMicroseconds(waitMicros));
+        {
+            Interlocked.Exchange(ref _sleeping, 1); // a full barrier: then one last look at the queues
+            if (!HasQueuedWork && !_stopping)
+                _device.WaitReadable(TimeSpan.FromMicroseconds(waitMicros));
+            Volatile.Write(ref _sleeping, 0);
+        }
+    }
+
+    /// <summary>
+    /// Any thread (another shard's loop): queues a copy of <paramref name="packet"/> for this loop's engine, which owns
+    /// its connection, and wakes this loop if it was not already due to look. A full queue drops the packet, counted
+    /// on <paramref name="from"/>'s engine as <see cref="DropReason.ShardQueueFull"/> (TCP recovers it as a loss).
+    /// </summary>
+    internal void HandIn(ReadOnlySpan<byte> packet, in PacketInfo info, EventLoop from)
+    {
+        int waiting = Interlocked.Increment(ref _handedInCount);
+        if (waiting > MaxHandedIn)
+        {
+            Interlocked.Decrement(ref _handedInCount);
+            from._stack.CountDrop(DropReason.ShardQueueFull, packet.Length, from.NowMicros);
+            return;
+        }
+        var copy = ArrayPool<byte>.Shared.Rent(packet.Length);
+        packet.CopyTo(copy);
+        _handedIn.Enqueue(new HandedPacket(copy, packet.Length, info));
+        from._stack.Counters.PacketsHandedOff++;
+        WakeIfSleeping();
+    }
+
+    /// <summary>Loop thread: the packets other shards read for this one's connections, in the order they came.</summary>
+    private void ReceiveHandedIn(long now)
+    {
+        while (_handedIn.TryDequeue(out var handed))
+        {
+            Interlocked.Decrement(ref _handedInCount);
+            try
+            {
+                _stack.Receive(handed.Buffer.AsSpan(0, handed.Length), now, handed.Info);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(handed.Buffer);
+            }
+        }
     }
 
     private void Transmit()
@@ -390,6 +531,8 @@ internal sealed class EventLoop : IDisposable
 
     /// <summary>Connections the application still holds (for diagnostics).</summary>
     public int ApplicationConnectionCount => _connections.Count;
+
+    private readonly record struct HandedPacket(byte[] Buffer, int Length, PacketInfo Info);
 
     private sealed class PendingConnect(TaskCompletionSource<TunStackConnection> result)
     {

@@ -5,16 +5,21 @@ namespace TunStack.Tcp;
 /// <summary>
 /// A fixed-capacity FIFO of bytes, used for both the send buffer (unacknowledged + unsent data) and the receive
 /// buffer (in-order data the application has not read yet, followed in the free space by out-of-order data the
-/// reassembly keeps track of: <see cref="WriteAt"/> and <see cref="Extend"/>). Never grows. Its storage is rented
-/// from a pool on the first write and can be given back while empty (<see cref="Release"/>), so idle, embryonic and
-/// TIME-WAIT connections hold no buffer memory.
+/// reassembly keeps track of: <see cref="WriteAt"/> and <see cref="Extend"/>). Its capacity — what the windows are
+/// computed from — never changes; its storage follows the need: rented from a pool on the first write, small
+/// (<see cref="InitialStorage"/>), doubled when the bytes held (or written ahead of the FIFO) outgrow it, up to the
+/// capacity, and given back while empty (<see cref="Release"/>). So a connection that moves a request and a response
+/// holds a few KiB, a bulk transfer the whole capacity, and idle, embryonic and TIME-WAIT connections nothing.
 /// </summary>
 internal sealed class ByteRing
 {
+    /// <summary>The storage rented first: one large segment with room to spare, a small request or response.</summary>
+    internal const int InitialStorage = 4096;
+
     private readonly int _capacity;
     private readonly BufferBudget? _budget;
-    private byte[] _buffer = [];
-    private int _head;   // index of the oldest byte
+    private byte[] _buffer = [];   // the storage; bytes sit at (_head + i) % _buffer.Length
+    private int _head;             // index of the oldest byte
     private int _count;
 
     public ByteRing(int capacity, BufferBudget? budget = null)
@@ -28,6 +33,9 @@ internal sealed class ByteRing
     public int Free => _capacity - _count;
     public bool HoldsMemory => _buffer.Length != 0;
 
+    /// <summary>Bytes of storage held now (at least the capacity once grown to it, none while released).</summary>
+    public int StorageLength => _buffer.Length;
+
     /// <summary>Returns the storage to the pool if the ring is empty; it is rented again on the next write.</summary>
     public void Release()
     {
@@ -38,10 +46,28 @@ internal sealed class ByteRing
         _head = 0;
     }
 
-    private void Rent()
+    /// <summary>
+    /// Makes the storage hold at least <paramref name="needed"/> bytes from the head (at most the capacity): rents the
+    /// first buffer, or a larger one — double, or what is needed — into which everything from the head on is copied in
+    /// order, FIFO and out-of-order bytes alike.
+    /// </summary>
+    private void EnsureStorage(int needed)
     {
-        _buffer = ArrayPool<byte>.Shared.Rent(_capacity);
-        _budget?.Rented(_buffer.Length);
+        if (needed <= _buffer.Length) return;
+        int size = Math.Min(_capacity, Math.Max(needed, Math.Max(InitialStorage, _buffer.Length * 2)));
+        var grown = ArrayPool<byte>.Shared.Rent(size);
+        _budget?.Rented(grown.Length);
+        var old = _buffer;
+        if (old.Length != 0)
+        {
+            // Everything after the head moves to the start of the new storage (what lies past the old end wrapped).
+            old.AsSpan(_head).CopyTo(grown);
+            old.AsSpan(0, _head).CopyTo(grown.AsSpan(old.Length - _head));
+            _budget?.Returned(old.Length);
+            ArrayPool<byte>.Shared.Return(old);
+        }
+        _buffer = grown;
+        _head = 0;
     }
 
     /// <summary>Drops all content and returns the storage.</summary>
@@ -56,9 +82,10 @@ internal sealed class ByteRing
     {
         int n = Math.Min(data.Length, Free);
         if (n == 0) return 0;
-        if (_buffer.Length == 0) Rent();
-        int tail = (_head + _count) % _capacity;
-        int first = Math.Min(n, _capacity - tail);
+        EnsureStorage(_count + n);
+        int size = _buffer.Length;
+        int tail = (_head + _count) % size;
+        int first = Math.Min(n, size - tail);
         data[..first].CopyTo(_buffer.AsSpan(tail));
         data[first..n].CopyTo(_buffer);
         _count += n;
@@ -74,9 +101,10 @@ internal sealed class ByteRing
         if (offset < 0 || offset + data.Length > Free)
             throw new ArgumentOutOfRangeException(nameof(offset));
         if (data.IsEmpty) return;
-        if (_buffer.Length == 0) Rent();
-        int start = (_head + _count + offset) % _capacity;
-        int first = Math.Min(data.Length, _capacity - start);
+        EnsureStorage(_count + offset + data.Length);
+        int size = _buffer.Length;
+        int start = (_head + _count + offset) % size;
+        int first = Math.Min(data.Length, size - start);
         data[..first].CopyTo(_buffer.AsSpan(start));
         data[first..].CopyTo(_buffer);
     }
@@ -84,8 +112,8 @@ internal sealed class ByteRing
     /// <summary>Makes the next <paramref name="n"/> bytes of free space, stored earlier by <see cref="WriteAt"/>, part of the FIFO.</summary>
     public void Extend(int n)
     {
-        if ((uint)n > (uint)Free || (n > 0 && _buffer.Length == 0))
-            throw new ArgumentOutOfRangeException(nameof(n));
+        if ((uint)n > (uint)Free || _count + n > _buffer.Length)
+            throw new ArgumentOutOfRangeException(nameof(n)); // only bytes WriteAt stored can join
         _count += n;
     }
 
@@ -107,7 +135,7 @@ internal sealed class ByteRing
             throw new ArgumentOutOfRangeException(nameof(n));
         if (n == 0) return;
         // The head moves on even when the FIFO becomes empty: out-of-order bytes may wait right after it.
-        _head = (_head + n) % _capacity;
+        _head = (_head + n) % _buffer.Length;
         _count -= n;
     }
 
@@ -121,8 +149,8 @@ internal sealed class ByteRing
             first = second = default;
             return;
         }
-        int start = (_head + offset) % _capacity;
-        int firstLength = Math.Min(length, _capacity - start);
+        int start = (_head + offset) % _buffer.Length;
+        int firstLength = Math.Min(length, _buffer.Length - start);
         first = _buffer.AsSpan(start, firstLength);
         second = _buffer.AsSpan(0, length - firstLength);
     }

@@ -90,4 +90,9 @@ public enum DropReason
     MemoryLimit,
     /// <summary>A TCP segment from or to port 0, which is reserved (RFC 6335 §6) and names no connection.</summary>
     BadTcpPort,
+    /// <summary>
+    /// Multi-queue: the packet came in on one device queue for a connection another shard owns, and that shard's hand-in
+    /// queue was full (it is not keeping up); TCP recovers it as any loss.
+    /// </summary>
+    ShardQueueFull,
 }

@@ -12,8 +12,11 @@ namespace TunStack.Tests.Api;
 /// The public API's contract, over two real stacks with their own event loops linked in memory: accept and connect,
 /// bytes both ways, half-close, abort, errors as <see cref="SocketException"/>s, cancellation, disposal.
 /// </summary>
-public sealed class ConnectionContractTests
+public class ConnectionContractTests
 {
+    /// <summary>Device queues (engine shards) of each stack.</summary>
+    protected virtual int Queues => 1;
+
     internal static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
 
     private static IPEndPoint Server(int port) => new(LinkedStacks.ServerAddress, port);
@@ -42,7 +45,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task Connect_and_accept_agree_on_endpoints_and_sequence_numbers_and_carry_bytes_both_ways()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         await using var listener = await s.Server.ListenAsync(7);
         var (client, server) = await ConnectPairAsync(s, listener);
 
@@ -75,7 +78,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task Completing_the_output_half_closes_and_the_other_direction_keeps_flowing()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         await using var listener = await s.Server.ListenAsync(9000);
         var (client, server) = await ConnectPairAsync(s, listener);
 
@@ -109,7 +112,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task The_stream_reads_zero_at_the_peers_fin_and_CompleteWrites_sends_ours()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         await using var listener = await s.Server.ListenAsync(7);
         var (client, server) = await ConnectPairAsync(s, listener);
         var echo = Task.Run(async () =>
@@ -141,7 +144,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task Abort_resets_the_peer_whose_read_and_write_fail_with_ConnectionReset()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         await using var listener = await s.Server.ListenAsync(7);
         var (client, server) = await ConnectPairAsync(s, listener);
 
@@ -172,7 +175,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task Disposing_with_unread_data_resets_the_connection()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         await using var listener = await s.Server.ListenAsync(7);
         var (client, server) = await ConnectPairAsync(s, listener);
         await client.Output.WriteAsync(new byte[1000]);
@@ -190,7 +193,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task Connecting_to_a_port_without_listener_is_refused()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         var refused = await Assert.ThrowsAsync<SocketException>(() => s.Client.ConnectAsync(Server(81)).WaitAsync(Deadline));
         Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
     }
@@ -198,7 +201,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task Connecting_where_nobody_answers_times_out_after_the_connect_timeout()
     {
-        await using var s = await LinkedStacks.StartAsync(client: new TunStackOptions { ConnectTimeout = TimeSpan.FromMilliseconds(300) });
+        await using var s = await LinkedStacks.StartAsync(Queues, client: new TunStackOptions { ConnectTimeout = TimeSpan.FromMilliseconds(300) });
         var started = DateTime.UtcNow;
         // 198.18.0.3 is nobody's: the server stack drops the SYNs as not for it.
         var timedOut = await Assert.ThrowsAsync<SocketException>(
@@ -210,7 +213,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task Cancelling_a_connect_or_an_accept_throws_OperationCanceledException()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         using var cancel = new CancellationTokenSource();
         var connecting = s.Client.ConnectAsync(new IPEndPoint(IPAddress.Parse("198.18.0.3"), 80), cancel.Token);
         await using var listener = await s.Server.ListenAsync(7);
@@ -230,7 +233,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task A_disposed_listener_fails_its_accept_and_refuses_new_connections()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         var listener = await s.Server.ListenAsync(7);
         var accepting = listener.AcceptAsync().AsTask();
         await listener.DisposeAsync();
@@ -249,7 +252,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task Disposing_the_host_resets_its_connections_and_ends_its_listeners()
     {
-        var s = await LinkedStacks.StartAsync();
+        var s = await LinkedStacks.StartAsync(Queues);
         var listener = await s.Server.ListenAsync(7);
         var (client, server) = await ConnectPairAsync(s, listener);
         var accepting = listener.AcceptAsync().AsTask();
@@ -271,7 +274,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task Listeners_bind_an_address_of_the_stack_or_a_wildcard_and_not_twice()
     {
-        await using var s = await LinkedStacks.StartAsync(server: new TunStackOptions
+        await using var s = await LinkedStacks.StartAsync(Queues, server: new TunStackOptions
         {
             Addresses = [LinkedStacks.ServerAddress, IPAddress.Parse("198.18.0.3")],
         });
@@ -298,7 +301,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task A_connection_to_an_address_without_its_listener_is_reset()
     {
-        await using var s = await LinkedStacks.StartAsync(server: new TunStackOptions
+        await using var s = await LinkedStacks.StartAsync(Queues, server: new TunStackOptions
         {
             Addresses = [LinkedStacks.ServerAddress, IPAddress.Parse("198.18.0.3")],
         });
@@ -316,7 +319,7 @@ public sealed class ConnectionContractTests
     public async Task NoDelay_and_KeepAlive_read_back_what_was_set_and_keepalive_probes_keep_an_idle_connection()
     {
         // The interval is longer than the peer's 500 ms limit on ACKs to out-of-window segments (which probes are).
-        await using var s = await LinkedStacks.StartAsync(client: new TunStackOptions
+        await using var s = await LinkedStacks.StartAsync(Queues, client: new TunStackOptions
         {
             KeepAliveIdle = TimeSpan.FromMilliseconds(200),
             KeepAliveInterval = TimeSpan.FromMilliseconds(600),
@@ -347,7 +350,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task Keepalives_that_go_unanswered_fail_the_connection_with_TimedOut()
     {
-        await using var s = await LinkedStacks.StartAsync(client: new TunStackOptions
+        await using var s = await LinkedStacks.StartAsync(Queues, client: new TunStackOptions
         {
             KeepAliveIdle = TimeSpan.FromMilliseconds(50),
             KeepAliveInterval = TimeSpan.FromMilliseconds(50),
@@ -367,7 +370,7 @@ public sealed class ConnectionContractTests
     [Fact]
     public async Task Diagnostics_list_the_connections_and_count_what_happened()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         await using var listener = await s.Server.ListenAsync(7);
         var (client, server) = await ConnectPairAsync(s, listener);
         var diagnostics = await s.Server.GetDiagnosticsAsync();

@@ -7,12 +7,15 @@ using static TunStack.Tests.Api.ConnectionContractTests;
 namespace TunStack.Tests.Api;
 
 /// <summary>Backpressure, many connections at once, and the forwarding listener, through the public API.</summary>
-public sealed class FlowAndForwardingTests
+public class FlowAndForwardingTests
 {
+    /// <summary>Device queues (engine shards) of each stack.</summary>
+    protected virtual int Queues => 1;
+
     [Fact]
     public async Task A_slow_reader_closes_the_advertised_window_and_reading_opens_it_again()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         var windows = new ConcurrentQueue<(ushort Window, int Payload)>();
         s.ServerDevice.OnWrite = packet =>
         {
@@ -54,7 +57,7 @@ public sealed class FlowAndForwardingTests
     [Fact]
     public async Task Many_connections_from_many_tasks_each_echo_their_own_bytes()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         await using var listener = await s.Server.ListenAsync(7);
         var serving = Task.Run(async () =>
         {
@@ -97,7 +100,7 @@ public sealed class FlowAndForwardingTests
     [Fact]
     public async Task The_forwarding_listener_takes_other_destinations_and_leaves_the_stacks_own_to_its_listeners()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         await using var own = await s.Server.ListenAsync(80);
         var asked = new ConcurrentQueue<IPEndPoint>();
         await using var forwarding = await s.Server.ListenAnyAsync(destination =>
@@ -138,7 +141,7 @@ public sealed class FlowAndForwardingTests
     [Fact]
     public async Task After_the_forwarding_listener_is_disposed_new_connections_are_refused_and_old_ones_go_on()
     {
-        await using var s = await LinkedStacks.StartAsync();
+        await using var s = await LinkedStacks.StartAsync(Queues);
         var forwarding = await s.Server.ListenAnyAsync();
         var accept = forwarding.AcceptAsync().AsTask();
         await using var client = await s.Client.ConnectAsync(new IPEndPoint(IPAddress.Parse("198.19.0.5"), 8000)).WaitAsync(Deadline);

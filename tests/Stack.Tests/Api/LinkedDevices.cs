@@ -7,26 +7,46 @@ namespace TunStack.Tests.Api;
 
 /// <summary>
 /// Two packet devices joined back to back in memory, like a veth pair: what one writes, the other reads. Each write
-/// can be observed first (<see cref="LinkedDevice.OnWrite"/>), for tests that look at the segments on the wire.
+/// can be observed first (<see cref="LinkedDevice.OnWrite"/>), for tests that look at the segments on the wire. A side
+/// can have several queues, as a multi-queue TUN device has (<see cref="Queues"/>): then the other side's packets are
+/// dealt over them in turn, one packet each, so that most of a flow's packets arrive on a queue its shard does not own.
 /// </summary>
 public sealed class LinkedDevice : IPacketDevice
 {
     private readonly ConcurrentQueue<byte[]> _inbox = new();
     private readonly SemaphoreSlim _wake = new(0);
+    private readonly SideState _side;
     private int _disposed;
 
-    public LinkedDevice(string name, int mtu = 1500)
+    public LinkedDevice(string name, int mtu = 1500) : this(name, mtu, new SideState())
+    {
+    }
+
+    private LinkedDevice(string name, int mtu, SideState side)
     {
         Name = name;
         Mtu = mtu;
+        _side = side;
     }
 
     public LinkedDevice? Peer { get; set; }
     public string Name { get; }
     public int Mtu { get; }
 
-    /// <summary>Sees every packet this side writes, before the peer gets it; returning false drops it.</summary>
-    public Func<byte[], bool>? OnWrite { get; set; }
+    /// <summary>Sees every packet this side (any of its queues) writes, before the peer gets it; returning false drops it.</summary>
+    public Func<byte[], bool>? OnWrite
+    {
+        get => _side.OnWrite;
+        set => _side.OnWrite = value;
+    }
+
+    /// <summary>This device's side: the queues written to in turn when the other side sends.</summary>
+    private sealed class SideState
+    {
+        public Func<byte[], bool>? OnWrite;
+        public LinkedDevice[] Queues = [];
+        public int Next;
+    }
 
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
@@ -41,7 +61,11 @@ public sealed class LinkedDevice : IPacketDevice
     {
         var copy = packet.ToArray();
         if (OnWrite is { } tap && !tap(copy)) return;
-        Peer?.Deliver(copy);
+        var queues = Peer?._side.Queues;
+        if (queues is { Length: > 1 })
+            queues[(int)((uint)Interlocked.Increment(ref Peer!._side.Next) % (uint)queues.Length)].Deliver(copy);
+        else
+            Peer?.Deliver(copy);
     }
 
     private void Deliver(byte[] packet)
@@ -65,11 +89,25 @@ public sealed class LinkedDevice : IPacketDevice
 
     public static (LinkedDevice A, LinkedDevice B) Pair()
     {
-        var a = new LinkedDevice("link-a");
-        var b = new LinkedDevice("link-b");
-        a.Peer = b;
-        b.Peer = a;
+        var (a, b) = Pair(1, 1);
+        return (a[0], b[0]);
+    }
+
+    /// <summary>Two sides with <paramref name="queuesA"/> and <paramref name="queuesB"/> queues.</summary>
+    public static (LinkedDevice[] A, LinkedDevice[] B) Pair(int queuesA, int queuesB)
+    {
+        var a = Side("link-a", queuesA);
+        var b = Side("link-b", queuesB);
+        foreach (var queue in a) queue.Peer = b[0];
+        foreach (var queue in b) queue.Peer = a[0];
         return (a, b);
+    }
+
+    private static LinkedDevice[] Side(string name, int queues)
+    {
+        var side = new SideState();
+        side.Queues = Enumerable.Range(0, queues).Select(_ => new LinkedDevice(name, 1500, side)).ToArray();
+        return side.Queues;
     }
 }
 
@@ -114,12 +152,20 @@ public sealed class LinkedStacks : IAsyncDisposable
     public TunStackHost Client { get; }
     public TunStackHost Server { get; }
 
-    public static async Task<LinkedStacks> StartAsync(TunStackOptions? client = null, TunStackOptions? server = null)
+    public static Task<LinkedStacks> StartAsync(TunStackOptions? client = null, TunStackOptions? server = null) =>
+        StartAsync(1, client, server);
+
+    /// <summary>
+    /// Two stacks with <paramref name="queues"/> device queues each (engine shards on their own loop threads; the
+    /// client with one more, so the two sides never split flows alike).
+    /// </summary>
+    public static async Task<LinkedStacks> StartAsync(int queues, TunStackOptions? client = null, TunStackOptions? server = null)
     {
-        var (a, b) = LinkedDevice.Pair();
+        int clientQueues = queues == 1 ? 1 : queues + 1;
+        var (a, b) = LinkedDevice.Pair(clientQueues, queues);
         var clientHost = await TunStackHost.StartAsync(a, With(client, ClientAddress));
         var serverHost = await TunStackHost.StartAsync(b, With(server, ServerAddress));
-        return new LinkedStacks(a, b, clientHost, serverHost);
+        return new LinkedStacks(a[0], b[0], clientHost, serverHost);
     }
 
     private static TunStackOptions With(TunStackOptions? options, IPAddress address)
@@ -136,6 +182,7 @@ public sealed class LinkedStacks : IAsyncDisposable
             KeepAliveInterval = o.KeepAliveInterval,
             KeepAliveProbes = o.KeepAliveProbes,
             Backlog = o.Backlog,
+            MaxConnections = o.MaxConnections,
             MaximumSegmentLifetime = TimeSpan.FromMilliseconds(100),
         };
     }
