@@ -35,7 +35,8 @@ Usage:
   ./run-linux.sh test
       Build TunStack.sln (Release) and run every test project. As root it first installs missing Debian
       packages the tests use and runs the integration tests (real TUN device, kernel as peer); without root
-      those are skipped (with CI=true they fail instead). The last line is "N passed, M failed, K skipped".
+      those are skipped (with CI=true they fail instead). Then it packs the NuGet packages and checks them
+      (tests/check-packages.sh: one more test). The last line is "N passed, M failed, K skipped".
 
   ./run-linux.sh publish
       Publish tunstack as a NativeAOT executable (no JIT: a fraction of the JIT build's memory) into
@@ -406,6 +407,15 @@ cmd_test() {
             run_failures=$((run_failures + 1))
         fi
     done
+
+    # The NuGet packages: made by dotnet pack, complete, and usable by a project that knows only them.
+    say ""
+    say "=== packages"
+    if tests/check-packages.sh "$dotnet" "$ROOT/artifacts/package-check" </dev/null; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
 
     failed=$((failed + run_failures))
     say ""

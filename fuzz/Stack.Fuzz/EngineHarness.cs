@@ -29,6 +29,9 @@ internal sealed class EngineHarness
     public static readonly IpAddress StackAddress = IpAddress.Parse("198.18.0.2");
     /// <summary>Peer addresses the records can choose from.</summary>
     public static readonly IpAddress[] PeerAddresses = [IpAddress.Parse("198.18.0.1"), IpAddress.Parse("198.18.1.7")];
+    public static readonly IpAddress StackAddress6 = IpAddress.Parse("2001:2::2");
+    /// <summary>Peer addresses over IPv6 (<see cref="EngineConfig.Ipv6"/>): the second differs in its upper 64 bits.</summary>
+    public static readonly IpAddress[] PeerAddresses6 = [IpAddress.Parse("2001:2::1"), IpAddress.Parse("2001:2:0:1::7")];
 
     private const long StartMicros = 1_000_000;
     private const int MaxPacketsPerStep = 4096;
@@ -41,15 +44,19 @@ internal sealed class EngineHarness
     /// <summary>Per (peer address, client port): the peer's next sequence number and the last ISS we showed it.</summary>
     private readonly Dictionary<(IpAddress, ushort), PeerView> _peers = new();
     private readonly byte[] _readBuffer = new byte[65536];
+    private readonly IpAddress _stackAddress;
+    private readonly IpAddress[] _peerAddresses;
     private long _now = StartMicros;
     private int _step;
 
     private EngineHarness(EngineConfig config)
     {
         _config = config;
+        _stackAddress = config.Ipv6 ? StackAddress6 : StackAddress;
+        _peerAddresses = config.Ipv6 ? PeerAddresses6 : PeerAddresses;
         _stack = new NetStack(new NetStackOptions
         {
-            Address = StackAddress,
+            Address = _stackAddress,
             Mtu = config.Mtu,
             MslMicros = config.MslMicros,
             ReceiveBufferSize = config.ReceiveBufferSize,
@@ -117,11 +124,11 @@ internal sealed class EngineHarness
     {
         var seg = EngineInput.SegmentRecord.Read(op, ref reader);
         _now += EngineInput.TimeStep(seg.TimeStep);
-        var peerAddress = PeerAddresses[seg.PeerIndex];
+        var peerAddress = _peerAddresses[seg.PeerIndex];
         ushort clientPort = ClientPorts[seg.PortIndex];
         ushort localPort = seg.ToClosedPort ? ClosedPort : ListenPort;
         var peer = Peer(peerAddress, clientPort);
-        var tcb = _stack.FindConnection(new FourTuple(StackAddress, localPort, peerAddress, clientPort));
+        var tcb = _stack.FindConnection(new FourTuple(_stackAddress, localPort, peerAddress, clientPort));
 
         uint seqBase = tcb is not null && tcb.State != TcpState.Closed ? tcb.RcvNxt.Value : peer.NextSeq;
         uint seq = seg.SeqMode switch
@@ -148,7 +155,7 @@ internal sealed class EngineHarness
 
         var packet = new TcpPacketBuilder
         {
-            Source = peerAddress, Destination = StackAddress, SourcePort = clientPort, DestinationPort = localPort,
+            Source = peerAddress, Destination = _stackAddress, SourcePort = clientPort, DestinationPort = localPort,
             Seq = seq, Ack = ack, Flags = flags, Window = seg.Window, UrgentPointer = seg.UrgentPointer,
             Options = seg.Options, Payload = payload, Identification = (ushort)_step,
         }.Build();
@@ -175,7 +182,7 @@ internal sealed class EngineHarness
     private Tcb? Connection(byte op)
     {
         int index = (op >> 3) & 7; // port (2 bits) and peer address (1 bit)
-        var tuple = new FourTuple(StackAddress, ListenPort, PeerAddresses[index >> 2], ClientPorts[index & 3]);
+        var tuple = new FourTuple(_stackAddress, ListenPort, _peerAddresses[index >> 2], ClientPorts[index & 3]);
         var tcb = _stack.FindConnection(tuple);
         return tcb is not null && _config.ApplicationWaitsForEstablished && !_established.Contains(tcb) ? null : tcb;
     }
@@ -269,23 +276,38 @@ internal sealed class EngineHarness
 
     private void CheckOutgoingSegment(ReadOnlySpan<byte> packet, bool incomingRst)
     {
-        WireHarness.CheckOutgoing(packet);
+        WireHarness.CheckOutgoing(packet, _config.Mtu);
         Check(packet.Length <= Math.Max(_config.Mtu, 576), $"step {_step}: a {packet.Length}-byte packet with MTU {_config.Mtu}");
-        Ipv4Packet.TryParse(packet, out var ip, out _);
-        if (ip.Protocol != IpProtocol.Tcp)
-            return;
-        TcpSegment.TryParse(ip.Payload, out var seg, out _);
+        IpAddress destination;
+        ReadOnlySpan<byte> tcp;
+        if (_config.Ipv6)
+        {
+            Check(Ipv6Packet.TryParse(packet, out var ip6, out _), $"step {_step}: an IPv4 packet from an IPv6-only stack");
+            if (ip6.Protocol != IpProtocol.Tcp)
+                return;
+            destination = ip6.Destination;
+            tcp = ip6.Payload;
+        }
+        else
+        {
+            Check(Ipv4Packet.TryParse(packet, out var ip, out _), $"step {_step}: an IPv6 packet from an IPv4-only stack");
+            if (ip.Protocol != IpProtocol.Tcp)
+                return;
+            destination = ip.Destination;
+            tcp = ip.Payload;
+        }
+        TcpSegment.TryParse(tcp, out var seg, out _);
         var flags = seg.Flags;
         // RFC 9293 §3.10.7: a RST is never sent in response to a RST.
         Check(!(incomingRst && (flags & TcpFlags.Rst) != 0), $"step {_step}: a RST answered a RST");
 
-        var peer = Peer(ip.Destination, seg.DestinationPort);
+        var peer = Peer(destination, seg.DestinationPort);
         if ((flags & (TcpFlags.Syn | TcpFlags.Ack)) == (TcpFlags.Syn | TcpFlags.Ack))
             peer.ServerIss = seg.SequenceNumber;
         if (seg.Payload.IsEmpty || seg.SourcePort != ListenPort)
             return;
         // Data: our bytes at their sequence numbers (retransmissions included).
-        var tcb = _stack.FindConnection(new FourTuple(StackAddress, seg.SourcePort, ip.Destination, seg.DestinationPort));
+        var tcb = _stack.FindConnection(new FourTuple(_stackAddress, seg.SourcePort, destination, seg.DestinationPort));
         Check(tcb is not null, $"step {_step}: data sent for a connection that does not exist");
         Check((flags & TcpFlags.Syn) == 0, $"step {_step}: data on a SYN");
         long position = (long)(seg.SequenceNumber - (tcb!.Iss.Value + 1));
@@ -306,8 +328,8 @@ internal sealed class EngineHarness
     {
         if (_stack.Counters.LastInternalError is { } error)
             throw new HarnessViolation($"step {_step}: internal error", error);
-        Check(_stack.Connections.Count <= PeerAddresses.Length * ClientPorts.Length,
-            $"step {_step}: {_stack.Connections.Count} connections from {PeerAddresses.Length * ClientPorts.Length} tuples");
+        Check(_stack.Connections.Count <= _peerAddresses.Length * ClientPorts.Length,
+            $"step {_step}: {_stack.Connections.Count} connections from {_peerAddresses.Length * ClientPorts.Length} tuples");
         foreach (var tcb in _stack.Connections)
         {
             Check(tcb.SndUna <= tcb.SndNxt && tcb.SndNxt <= tcb.SndMax,

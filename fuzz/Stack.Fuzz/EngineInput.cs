@@ -157,7 +157,7 @@ internal static class EngineInput
 /// <summary>The stack configuration an <see cref="EngineHarness"/> input starts with (its first two bytes).</summary>
 internal readonly record struct EngineConfig(
     int ReceiveBufferSize, int SendBufferSize, bool Trace, bool ApplicationReads, int Mtu,
-    int MaxTimeWait, int Backlog, long MslMicros, bool ApplicationWaitsForEstablished)
+    int MaxTimeWait, int Backlog, long MslMicros, bool ApplicationWaitsForEstablished, bool Ipv6 = false)
 {
     private static readonly int[] BufferSizes = [65536, 4096, 1024, 300];
     private static readonly int[] Mtus = [1500, 576, 296, 9000];
@@ -174,16 +174,22 @@ internal readonly record struct EngineConfig(
     /// MTU (1500, 576, 296, 9000). Second byte: bits 0-1 TIME-WAIT limit (65536, 0, 1, 4), bits 2-3 backlog (256,
     /// 1, 2, 8), bit 4 MSL (1 s, 30 s), bit 5 the application touches a connection only after its Established
     /// event, as behind the event loop (otherwise it may call SEND, CLOSE or ABORT on any connection the stack has,
-    /// which the <see cref="Tcp.Tcb"/> API allows).
+    /// which the <see cref="Tcp.Tcb"/> API allows), bit 6 the connections run over IPv6 (2001:2::/48 addresses; an
+    /// MTU below IPv6's minimum of 1280 is taken as 1280, RFC 8200 §5).
     /// </summary>
-    public static EngineConfig From(byte first, byte second) => new(
-        BufferSizes[first & 3], BufferSizes[(first >> 2) & 3], (first & 0x10) != 0, (first & 0x20) != 0,
-        Mtus[(first >> 6) & 3], TimeWaitLimits[second & 3], Backlogs[(second >> 2) & 3], Msls[(second >> 4) & 1],
-        (second & 0x20) != 0);
+    public static EngineConfig From(byte first, byte second)
+    {
+        bool ipv6 = (second & 0x40) != 0;
+        int mtu = Mtus[(first >> 6) & 3];
+        return new(
+            BufferSizes[first & 3], BufferSizes[(first >> 2) & 3], (first & 0x10) != 0, (first & 0x20) != 0,
+            ipv6 ? Math.Max(mtu, 1280) : mtu, TimeWaitLimits[second & 3], Backlogs[(second >> 2) & 3], Msls[(second >> 4) & 1],
+            (second & 0x20) != 0, ipv6);
+    }
 
     public (byte First, byte Second) ToBytes() => (
         (byte)(Array.IndexOf(BufferSizes, ReceiveBufferSize) | Array.IndexOf(BufferSizes, SendBufferSize) << 2
-               | (Trace ? 0x10 : 0) | (ApplicationReads ? 0x20 : 0) | Array.IndexOf(Mtus, Mtu) << 6),
+               | (Trace ? 0x10 : 0) | (ApplicationReads ? 0x20 : 0) | Math.Max(Array.IndexOf(Mtus, Mtu), 0) << 6),
         (byte)(Array.IndexOf(TimeWaitLimits, MaxTimeWait) | Array.IndexOf(Backlogs, Backlog) << 2
-               | Array.IndexOf(Msls, MslMicros) << 4 | (ApplicationWaitsForEstablished ? 0x20 : 0)));
+               | Array.IndexOf(Msls, MslMicros) << 4 | (ApplicationWaitsForEstablished ? 0x20 : 0) | (Ipv6 ? 0x40 : 0)));
 }

@@ -99,6 +99,17 @@ static int Seeds(string outDir, string[] captures)
              })
         Write(wireDir, $"linux-{name}", packet, ref wire);
 
+    foreach (var (name, packet) in new[]
+             {
+                 ("syn", LinuxIpv6Captures.Syn), ("synack", LinuxIpv6Captures.SynAck), ("get", LinuxIpv6Captures.HttpGet),
+                 ("fin", LinuxIpv6Captures.Fin), ("echo", LinuxIpv6Captures.EchoRequest), ("echoreply", LinuxIpv6Captures.EchoReply),
+                 ("ptb", LinuxIpv6Captures.PacketTooBig), ("mld", LinuxIpv6Captures.MldReport),
+                 ("rs", LinuxIpv6Captures.RouterSolicitation), ("fragment", LinuxIpv6Captures.SecondFragment),
+             })
+        Write(wireDir, $"linux6-{name}", packet, ref wire);
+    foreach (var (name, packet) in Ipv6Seeds.All())
+        Write(wireDir, $"ipv6-{name}", packet, ref wire);
+
     foreach (string capture in captures)
     {
         var packets = PcapReader.ReadIpv4Packets(capture);
@@ -114,12 +125,20 @@ static int Seeds(string outDir, string[] captures)
             Write(engineDir, stem, CaptureSeeds.ToEngineInput(packets, ip.Destination, EngineConfig.Default), ref engine);
             Write(engineDir, stem + "-small", CaptureSeeds.ToEngineInput(packets, ip.Destination,
                 EngineConfig.Default with { ReceiveBufferSize = 1024, SendBufferSize = 1024, Mtu = 576, Trace = true }), ref engine);
+            // The same session over IPv6: the records carry no addresses, so only the config changes.
+            Write(engineDir, stem + "-ipv6", CaptureSeeds.ToEngineInput(packets, ip.Destination, EngineConfig.Default with { Ipv6 = true }), ref engine);
             break;
         }
     }
 
     foreach (var (name, input) in EngineScripts.All())
+    {
         Write(engineDir, $"script-{name}", input, ref engine);
+        // And over IPv6: bit 6 of the second config byte (EngineConfig.From).
+        byte[] ipv6 = [.. input];
+        ipv6[1] |= 0x40;
+        Write(engineDir, $"script6-{name}", ipv6, ref engine);
+    }
 
     Console.WriteLine($"{wire} wire seeds in {wireDir}, {engine} engine seeds in {engineDir}");
     return 0;

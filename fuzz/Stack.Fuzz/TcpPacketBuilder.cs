@@ -4,7 +4,7 @@ using TunStack.Wire;
 namespace TunStack.Fuzz;
 
 /// <summary>
-/// Describes one IPv4 packet carrying a TCP segment, field by field, and builds it with correct lengths and
+/// Describes one IPv4 (or IPv6) packet carrying a TCP segment, field by field, and builds it with correct lengths and
 /// checksums. Unlike the stack's own writers it takes the options area as raw bytes and lets every header field be
 /// set, so that a test or a harness can put arbitrary content inside a header that still passes the checksums and
 /// reaches the state machine. Malformed packets are made by building a valid one and then changing bytes (see
@@ -39,9 +39,15 @@ internal sealed class TcpPacketBuilder
     /// <summary>IP options (padded with zeros to a multiple of 4, at most 40 bytes).</summary>
     public byte[] IpOptions { get; set; } = [];
 
-    /// <summary>Builds the packet: IPv4 header, TCP header, options, payload, both checksums correct.</summary>
+    /// <summary>
+    /// Builds the packet: IPv4 header, TCP header, options, payload, both checksums correct; with IPv6 addresses, a
+    /// 40-byte IPv6 header instead (<see cref="Ttl"/> as the hop limit, <see cref="Protocol"/> as the next header; the
+    /// IPv4-only fields are not used) and the TCP checksum over the IPv6 pseudo-header (RFC 8200 §8.1).
+    /// </summary>
     public byte[] Build()
     {
+        if (!Source.IsV4)
+            return BuildIpv6();
         int ipHeaderLength = IpHeaderLength + Pad4(Math.Min(IpOptions.Length, MaxOptionsLength));
         int optionsLength = Pad4(Math.Min(Options.Length, MaxOptionsLength));
         int tcpLength = TcpHeaderLength + optionsLength + Payload.Length;
@@ -72,6 +78,29 @@ internal sealed class TcpPacketBuilder
 
         RecomputeTcpChecksum(packet);
         RecomputeIpChecksum(packet);
+        return packet;
+    }
+
+    private byte[] BuildIpv6()
+    {
+        int optionsLength = Pad4(Math.Min(Options.Length, MaxOptionsLength));
+        int tcpLength = TcpHeaderLength + optionsLength + Payload.Length;
+        var packet = new byte[Ipv6Packet.HeaderLength + tcpLength];
+        Ipv6Packet.WriteHeader(packet, Source, Destination, Protocol, tcpLength, Ttl);
+
+        var tcp = packet.AsSpan(Ipv6Packet.HeaderLength);
+        BinaryPrimitives.WriteUInt16BigEndian(tcp, SourcePort);
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[2..], DestinationPort);
+        BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], Seq);
+        BinaryPrimitives.WriteUInt32BigEndian(tcp[8..], Ack);
+        tcp[12] = (byte)((TcpHeaderLength + optionsLength) / 4 << 4);
+        tcp[13] = (byte)Flags;
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[14..], Window);
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[18..], UrgentPointer);
+        Options.AsSpan(0, Math.Min(Options.Length, MaxOptionsLength)).CopyTo(tcp[TcpHeaderLength..]);
+        Payload.CopyTo(tcp[(TcpHeaderLength + optionsLength)..]);
+        uint sum = Checksum.PseudoHeader(Source, Destination, IpProtocol.Tcp, tcp.Length);
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], Checksum.Finish(Checksum.Add(sum, tcp)));
         return packet;
     }
 

@@ -6,15 +6,17 @@ using static TunStack.Fuzz.HarnessViolation;
 namespace TunStack.Fuzz;
 
 /// <summary>
-/// Feeds one input to every parser in <c>src/Stack/Wire</c> (IPv4, TCP, TCP options, ICMPv4), the ICMP echo
-/// responder and <see cref="NetStack.Receive"/>, and checks what each parser promises: a view that parsed has all
-/// its lengths within the input, accessors stay in bounds, the checksum agrees with a plain RFC 1071 sum, options
-/// survive a write/parse round trip, an echo reply is a valid packet. Throws on any broken promise.
+/// Feeds one input to every parser in <c>src/Stack/Wire</c> (IPv4, IPv6 with its extension headers, TCP, TCP options,
+/// ICMPv4, ICMPv6), both echo responders and <see cref="NetStack.Receive"/> of a dual-stack NetStack, and checks what
+/// each parser promises: a view that parsed has all its lengths within the input, accessors stay in bounds, the
+/// checksum agrees with a plain RFC 1071 sum, options survive a write/parse round trip, an echo reply is a valid
+/// packet, every packet sent is valid in its family. Throws on any broken promise.
 /// </summary>
 internal static class WireHarness
 {
     private static readonly IpAddress Us = IpAddress.Parse("198.18.0.2");
     private static readonly IpAddress Peer = IpAddress.Parse("198.18.0.1");
+    private static readonly IpAddress Us6 = IpAddress.Parse("2001:2::2");
 
     public static void Run(ReadOnlySpan<byte> input)
     {
@@ -29,12 +31,22 @@ internal static class WireHarness
             CheckIcmp(ip.Payload);
             CheckEchoReply(ip);
         }
+        bool ip6Parsed = Ipv6Packet.TryParse(input, out var ip6, out var ip6Reason);
+        Check(ip6Parsed == (ip6Reason == DropReason.None), $"Ipv6Packet.TryParse returned {ip6Parsed} with reason {ip6Reason}");
+        if (ip6Parsed)
+        {
+            CheckIpv6(input, ip6);
+            CheckTcp(ip6.Payload, ip6.Source, ip6.Destination);
+            CheckIcmpV6(ip6);
+        }
+        if (Ipv6Packet.TryParseQuoted(input, out var quoted, out _))
+            Check(quoted.Payload.Length <= input.Length - Ipv6Packet.HeaderLength, "a quoted IPv6 packet's payload past the input");
         // The raw input as a TCP segment, an options area and an ICMP message too: no IP header has to be found first.
         CheckTcp(input, Peer, Us);
         CheckOptions(input[..Math.Min(input.Length, TcpPacketBuilder.MaxOptionsLength)]);
         CheckIcmp(input);
 
-        var stack = new NetStack(new NetStackOptions { Address = Us, IsnSecret = new byte[16] });
+        var stack = new NetStack(new NetStackOptions { Addresses = [Us, Us6], IsnSecret = new byte[16] });
         stack.Listen(80);
         stack.Receive(input, 1_000_000);
         stack.Poll(1_000_000);
@@ -142,9 +154,61 @@ internal static class WireHarness
             "the echo reply does not mirror the request");
     }
 
-    /// <summary>Every packet the stack sends is a valid IPv4 packet from our address with a valid TCP or ICMP message.</summary>
-    public static void CheckOutgoing(ReadOnlySpan<byte> packet)
+    private static void CheckIpv6(ReadOnlySpan<byte> input, Ipv6Packet ip)
     {
+        Check(input[0] >> 4 == 6, "a packet of another IP version parsed as IPv6");
+        Check(ip.TotalLength == Ipv6Packet.HeaderLength + ip.PayloadLength, "IPv6 view length is not 40 + Payload Length");
+        Check(ip.TotalLength <= input.Length, "IPv6 payload length past the input");
+        Check(ip.ExtensionHeadersLength >= 0 && ip.ExtensionHeadersLength % 8 == 0,
+            $"IPv6 extension headers of {ip.ExtensionHeadersLength} bytes (they come in units of 8)");
+        Check(Ipv6Packet.HeaderLength + ip.ExtensionHeadersLength + ip.Payload.Length == ip.TotalLength,
+            "IPv6 header + extension headers + upper-layer payload != total length");
+        // RFC 8200 §4.5: fragments are not reassembled, so none may parse (an atomic fragment has no fragment left).
+        Check(ip.Protocol is not (Ipv6Packet.HopByHopOptions or Ipv6Packet.RoutingHeader or Ipv6Packet.FragmentHeader
+            or Ipv6Packet.DestinationOptions), $"the extension header walk stopped at extension header {ip.Protocol}");
+        _ = (ip.TrafficClass, ip.FlowLabel, ip.NextHeader, ip.HopLimit, ip.Header.Length);
+        _ = ip.Source.ToString() + ip.Destination.ToString();
+    }
+
+    private static void CheckIcmpV6(Ipv6Packet ip)
+    {
+        if (ip.Protocol != IpProtocol.IcmpV6)
+            return;
+        bool parsed = IcmpV6Packet.TryParse(ip.Payload, ip.Source, ip.Destination, out var icmp, out var reason);
+        Check(parsed == (reason == DropReason.None), $"IcmpV6Packet.TryParse returned {parsed} with reason {reason}");
+        if (!parsed)
+            return;
+        Check(icmp.Length == ip.Payload.Length && icmp.Payload.Length == icmp.Length - IcmpV6Packet.HeaderLength, "ICMPv6 lengths");
+        _ = (icmp.Type, icmp.Code, icmp.Checksum, icmp.Identifier, icmp.SequenceNumber, icmp.Mtu, icmp.IsError);
+        if (icmp.TryGetQuotedTcp(out var qs, out var qd, out _, out _, out _))
+            _ = qs.ToString() + qd.ToString();
+
+        Span<byte> reply = stackalloc byte[Ipv6Packet.HeaderLength + 1600];
+        if (!IcmpV6EchoResponder.TryBuildReply(ip, icmp, reply, out int length, out reason))
+        {
+            Check(reason != DropReason.None, "the ICMPv6 echo responder failed without a reason");
+            return;
+        }
+        Check(Ipv6Packet.TryParse(reply[..length], out var answer, out var answerReason), $"the echo reply is not valid IPv6: {answerReason}");
+        Check(answer.Source == ip.Destination && answer.Destination == ip.Source, "ICMPv6 echo reply addresses not swapped");
+        Check(IcmpV6Packet.TryParse(answer.Payload, answer.Source, answer.Destination, out var echo, out var echoReason),
+            $"the ICMPv6 echo reply does not verify: {echoReason}");
+        Check(echo.Type == IcmpV6Packet.TypeEchoReply && echo.Identifier == icmp.Identifier
+              && echo.SequenceNumber == icmp.SequenceNumber && echo.Payload.SequenceEqual(icmp.Payload),
+            "the ICMPv6 echo reply does not mirror the request");
+    }
+
+    /// <summary>
+    /// Every packet the stack sends is a valid IPv4 or IPv6 packet from our address with a valid TCP or ICMP message;
+    /// <paramref name="mtu"/> is the stack's, which bounds the MSS it offers over IPv6.
+    /// </summary>
+    public static void CheckOutgoing(ReadOnlySpan<byte> packet, int mtu = 1500)
+    {
+        if (packet.Length > 0 && packet[0] >> 4 == 6)
+        {
+            CheckOutgoingIpv6(packet, mtu);
+            return;
+        }
         Check(Ipv4Packet.TryParse(packet, out var ip, out var reason), $"the stack sent an invalid IPv4 packet: {reason}");
         Check(ip.TotalLength == packet.Length, "the stack sent bytes past the IPv4 total length");
         Check(ip.Source == Us, $"the stack sent a packet from {ip.Source}");
@@ -161,5 +225,27 @@ internal static class WireHarness
         var flags = seg.Flags;
         Check((flags & (TcpFlags.Syn | TcpFlags.Rst)) != (TcpFlags.Syn | TcpFlags.Rst), "the stack sent SYN+RST");
         Check((flags & TcpFlags.Rst) == 0 || seg.Payload.IsEmpty, "the stack sent a RST with data");
+    }
+
+    private static void CheckOutgoingIpv6(ReadOnlySpan<byte> packet, int mtu)
+    {
+        Check(Ipv6Packet.TryParse(packet, out var ip, out var reason), $"the stack sent an invalid IPv6 packet: {reason}");
+        Check(ip.TotalLength == packet.Length, "the stack sent bytes past the IPv6 payload length");
+        Check(ip.Source == Us6 || ip.Source == EngineHarness.StackAddress6, $"the stack sent a packet from {ip.Source}");
+        Check(ip.ExtensionHeadersLength == 0, "the stack sent extension headers");
+        if (ip.Protocol == IpProtocol.IcmpV6)
+        {
+            Check(IcmpV6Packet.TryParse(ip.Payload, ip.Source, ip.Destination, out _, out reason), $"the stack sent an invalid ICMPv6 message: {reason}");
+            return;
+        }
+        Check(ip.Protocol == IpProtocol.Tcp, $"the stack sent IPv6 next header {ip.Protocol}");
+        Check(TcpSegment.TryParse(ip.Payload, out var seg, out reason), $"the stack sent an invalid TCP segment over IPv6: {reason}");
+        Check(seg.VerifyChecksum(ip.Source, ip.Destination), "the stack sent a TCP segment over IPv6 with a bad checksum");
+        Check(TcpOptions.TryParse(seg.Options, out var options), "the stack sent malformed TCP options over IPv6");
+        // RFC 9293 §3.7.1: over IPv6 our MSS is at most the MTU less 60.
+        Check(options.Mss is null || options.Mss <= mtu - 60, $"the stack offered MSS {options.Mss} over IPv6 at MTU {mtu}");
+        Check(seg.SourcePort != 0 && seg.DestinationPort != 0, "the stack sent a segment with port 0");
+        Check((seg.Flags & (TcpFlags.Syn | TcpFlags.Rst)) != (TcpFlags.Syn | TcpFlags.Rst), "the stack sent SYN+RST");
+        Check((seg.Flags & TcpFlags.Rst) == 0 || seg.Payload.IsEmpty, "the stack sent a RST with data");
     }
 }

@@ -18,12 +18,14 @@ public sealed class KestrelTransportTests
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
     private static readonly IPEndPoint Http = new(LinkedStacks.ServerAddress, 80);
     private static readonly IPEndPoint Raw = new(LinkedStacks.ServerAddress, 81);
+    private static readonly IPEndPoint Aborting = new(LinkedStacks.ServerAddress, 82);
 
     private sealed class Server : IAsyncDisposable
     {
         public required LinkedStacks Stacks { get; init; }
         public required WebApplication App { get; init; }
         public TaskCompletionSource<Exception?> RawOutcome { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource<Exception?> AbortOutcome { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public async ValueTask DisposeAsync()
         {
@@ -40,7 +42,7 @@ public sealed class KestrelTransportTests
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseTunStack(stacks.Server);
-        TaskCompletionSource<Exception?>? raw = null;
+        TaskCompletionSource<Exception?>? raw = null, aborted = null;
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Listen(Http);
@@ -61,6 +63,20 @@ public sealed class KestrelTransportTests
                     raw!.TrySetResult(e);
                 }
             }));
+            // On :82 the application aborts the connection at once, as Kestrel does on a protocol error or a timeout.
+            kestrel.Listen(Aborting, listen => listen.Run(async connection =>
+            {
+                connection.Abort(new ConnectionAbortedException("the application gave up"));
+                try
+                {
+                    await connection.Transport.Input.ReadAsync();
+                    aborted!.TrySetResult(null);
+                }
+                catch (Exception e)
+                {
+                    aborted!.TrySetResult(e);
+                }
+            }));
         });
         var app = builder.Build();
         app.MapGet("/", (HttpContext context) =>
@@ -71,6 +87,7 @@ public sealed class KestrelTransportTests
         await app.StartAsync();
         var server = new Server { Stacks = stacks, App = app };
         raw = server.RawOutcome;
+        aborted = server.AbortOutcome;
         return server;
     }
 
@@ -123,5 +140,28 @@ public sealed class KestrelTransportTests
         await connection.Output.WriteAsync("bye"u8.ToArray());
         await connection.Output.CompleteAsync();
         Assert.Null(await server.RawOutcome.Task.WaitAsync(Deadline));
+    }
+
+    [Fact]
+    public async Task A_local_abort_resets_the_peer_and_ends_the_transport_with_the_ConnectionAbortedException_given()
+    {
+        await using var server = await StartAsync();
+        await using var connection = await server.Stacks.Client.ConnectAsync(Aborting).WaitAsync(Deadline);
+
+        var outcome = await server.AbortOutcome.Task.WaitAsync(Deadline);
+        var abortedException = Assert.IsType<ConnectionAbortedException>(outcome);
+        Assert.Equal("the application gave up", abortedException.Message);
+
+        // The peer learns by a RST: its read fails with ConnectionReset.
+        var reset = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(async () =>
+        {
+            while (true)
+            {
+                var result = await connection.Input.ReadAsync().AsTask().WaitAsync(Deadline);
+                connection.Input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted) return;
+            }
+        });
+        Assert.Equal(System.Net.Sockets.SocketError.ConnectionReset, reset.SocketErrorCode);
     }
 }

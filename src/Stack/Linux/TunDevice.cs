@@ -185,7 +185,7 @@ public sealed unsafe class TunDevice : IPacketDevice
                 throw Error(Marshal.GetLastPInvokeError(), "cannot create the wake-up eventfd");
             eventFd = new SafeFileDescriptor(efd);
 
-            var granted = offloads ? RequestOffloads(tun) : DeviceOffloads.None;
+            var granted = offloads ? RequestOffloads(tun) : ClearOffloads(tun);
             return new TunDevice(tun, eventFd, actualName, mtu, offloads, granted) { IsMultiQueue = multiQueue };
         }
         catch
@@ -194,6 +194,18 @@ public sealed unsafe class TunDevice : IPacketDevice
             tun.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Without the virtio-net header nothing can say a checksum is partial, so no offload may be on; but TUNSETOFFLOAD
+    /// sets the interface's features, which outlive the descriptor that set them: a persistent device an earlier
+    /// attachment gave offloads would go on handing out packets with partial checksums (and, with TSO, super-packets).
+    /// Switching them off is what a plain attachment needs; a kernel that refuses leaves nothing to switch off.
+    /// </summary>
+    private static DeviceOffloads ClearOffloads(SafeFileDescriptor tun)
+    {
+        _ = Native.Ioctl(tun, TUNSETOFFLOAD, (void*)0);
+        return DeviceOffloads.None;
     }
 
     /// <summary>Asks for the most the kernel grants: checksum plus TSO for both families, then IPv4 only, then checksum only.</summary>

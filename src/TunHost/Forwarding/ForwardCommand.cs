@@ -115,8 +115,16 @@ public static class ForwardCommand
                 return Usage(invalid);
 
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; stop.Cancel(); });
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
+            // System.CommandLine cancels on these signals too, and may be first: by the time this handler runs the command
+            // can have finished and disposed `stop`, which must not turn a clean stop into an unhandled exception.
+            void Stop(PosixSignalContext ctx)
+            {
+                ctx.Cancel = true;
+                try { stop.Cancel(); }
+                catch (ObjectDisposedException) { }
+            }
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
             var console = TextWriter.Synchronized(new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = true });
             try
             {

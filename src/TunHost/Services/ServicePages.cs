@@ -85,8 +85,10 @@ internal static class ServicePages
             b.Append(CultureInfo.InvariantCulture, $"  curl http://{host}/connections                       the connection table, like ss -tin\n");
         }
 
-        b.Append(CultureInfo.InvariantCulture, $"  echo hello | nc -N {host} 7                          echo service (RFC 862)\n");
-        b.Append(CultureInfo.InvariantCulture, $"  head -c 100M /dev/zero | nc -N {host} 9              discard service (RFC 863)\n");
+        // nc takes an address, not a URL's host: no brackets around an IPv6 address.
+        string address = host.Trim('[', ']');
+        b.Append(CultureInfo.InvariantCulture, $"  echo hello | nc -N {address} 7                          echo service (RFC 862)\n");
+        b.Append(CultureInfo.InvariantCulture, $"  head -c 100M /dev/zero | nc -N {address} 9              discard service (RFC 863)\n");
         return b.ToString();
     }
 

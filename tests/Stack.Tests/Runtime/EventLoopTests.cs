@@ -10,7 +10,7 @@ namespace TunStack.Tests.Runtime;
 
 /// <summary>
 /// The event loop and the pipe API over an in-memory device: a scripted peer on one side, an application using
-/// <see cref="TcpConnection"/> on the other. The test thread turns the loop by hand.
+/// <see cref="TunStackConnection"/> on the other. The test thread turns the loop by hand.
 /// </summary>
 public class EventLoopTests
 {

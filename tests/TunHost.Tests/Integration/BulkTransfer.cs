@@ -75,15 +75,21 @@ public sealed class BulkTransfer
     /// <summary>Words for the report: MTU, impairment.</summary>
     public string Context { get; init; } = "";
 
+    /// <summary>Transfer over IPv6, to <see cref="StackHost.StackAddress6"/> (<c>curl -6</c>), instead of IPv4.</summary>
+    public bool Ipv6 { get; init; }
+
     public async Task<TransferReport> RunAsync(NetNamespace ns)
     {
         var before = await KernelTcpView.ReadCountersAsync(ns);
         string url = "http://" + StackHost.StackAddress;
+        string dataUrl = Ipv6 ? $"http://[{StackHost.StackAddress6}]" : url;
+        string family = Ipv6 ? "-6" : "-4";
+        string stackAddress = Ipv6 ? StackHost.StackAddress6 : StackHost.StackAddress;
         string limit = ((int)Math.Ceiling(TimeLimit.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
         const string writeOut = "%{stderr}curl: http %{http_code}, uploaded %{size_upload} B, downloaded %{size_download} B in %{time_total} s\n";
         string[] command = Direction == TransferDirection.Download
-            ? ["curl", "-sS", "-f", "-m", limit, "-w", writeOut, $"{url}/bytes/{Length}"]
-            : ["curl", "-sS", "-f", "-m", limit, "-X", "POST", "-T", "-", "-H", "Content-Type: application/octet-stream", "-w", writeOut, $"{url}/sha256"];
+            ? ["curl", family, "-g", "-sS", "-f", "-m", limit, "-w", writeOut, $"{dataUrl}/bytes/{Length}"]
+            : ["curl", family, "-g", "-sS", "-f", "-m", limit, "-X", "POST", "-T", "-", "-H", "Content-Type: application/octet-stream", "-w", writeOut, $"{dataUrl}/sha256"];
 
         var progress = new Progress();
         var clock = Stopwatch.StartNew();
@@ -114,7 +120,7 @@ public sealed class BulkTransfer
             await Task.WhenAny(exited, Task.Delay(TimeSpan.FromSeconds(1)));
             if (exited.IsCompleted)
                 break;
-            string sample = await KernelTcpView.SocketsAsync(ns, StackHost.StackAddress);
+            string sample = await KernelTcpView.SocketsAsync(ns, stackAddress);
             if (sample.Length > 0)
             {
                 sockets = sample;

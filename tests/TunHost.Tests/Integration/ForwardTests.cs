@@ -104,6 +104,59 @@ public sealed class ForwardTests(ITestOutputHelper output)
         Assert.Equal("client reset", upstreamReset.Stdout.Trim());
     }
 
+    /// <summary>
+    /// The README's recipe without <c>--map</c>: every unmarked packet is routed into tun0 by policy (<c>ip rule add not
+    /// fwmark 0x1 table 100</c>), and the forwarder's direct upstream sockets carry SO_MARK 0x1 (<c>--mark 0x1</c>), so
+    /// they leave by the main table to the real server (in a second namespace behind a veth pair) instead of looping
+    /// back into tun0. The server sees the connection come from the veth address, not from the client.
+    /// </summary>
+    [IntegrationFact]
+    public async Task With_mark_and_policy_routing_a_direct_upstream_leaves_by_the_main_table_and_does_not_loop()
+    {
+        const string upstreamAddress = "198.19.1.2", localAddress = "198.19.1.1";
+        await using var ns = new NetNamespace(output);
+        await using var upstream = new NetNamespace(output);
+        await SampleTests.AttachedDeviceAsync(ns);
+        await ns.IpAsync("link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", upstream.Name);
+        await ns.IpAsync("addr", "add", localAddress + "/24", "dev", "va");
+        await ns.IpAsync("link", "set", "va", "up");
+        await upstream.IpAsync("addr", "add", upstreamAddress + "/24", "dev", "vb");
+        await upstream.IpAsync("link", "set", "vb", "up");
+        await ns.IpAsync("route", "add", "default", "dev", StackHost.Device, "table", "100");
+        await ns.IpAsync("rule", "add", "not", "fwmark", "0x1", "table", "100");
+
+        string www = Directory.CreateTempSubdirectory("tunstack-fwd-mark-").FullName;
+        try
+        {
+            var content = RandomNumberGenerator.GetBytes(3 << 20);
+            await File.WriteAllBytesAsync(Path.Combine(www, "file"), content);
+            await using var server = await KernelServers.HttpServerAsync(upstream, upstreamAddress, 8000, www);
+            await using var forwarder = ns.Start([StackHost.DotnetPath, StackHost.HostDll, "forward", "--tun", StackHost.Device,
+                "--address", StackHost.StackAddress, "--mark", "0x1", "--connect-timeout", "3"]);
+            string? ready = await forwarder.WaitForStdoutLineAsync(line => line.StartsWith(StackHost.ReadyPrefix, StringComparison.Ordinal),
+                TimeSpan.FromSeconds(30));
+            Assert.True(ready is not null, $"tunstack forward did not get ready: {forwarder.Log}");
+            Assert.Contains("mark 0x1", ready, StringComparison.Ordinal);
+
+            // The client's own route to the server is tun0 (policy table 100), so only the forwarder can reach it.
+            var route = await ns.RunAsync(CommandTimeout, "ip", "route", "get", upstreamAddress);
+            Assert.Contains("dev " + StackHost.Device, route.Stdout, StringComparison.Ordinal);
+            var marked = await ns.RunAsync(CommandTimeout, "ip", "route", "get", upstreamAddress, "mark", "0x1");
+            Assert.Contains("dev va", marked.Stdout, StringComparison.Ordinal);
+
+            var r = await ns.RunAsync(CommandTimeout, "sh", "-c", $"curl -sS -m 20 http://{upstreamAddress}:8000/file | sha256sum");
+            Assert.True(r.Succeeded, $"{r}\n{forwarder.Log}\n{server.Log}");
+            Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(content)), r.Stdout.Split(' ')[0]);
+            // http.server logs the client's address: the forwarder's marked socket on va, not the client on tun0.
+            Assert.Contains(localAddress + " - - ", server.Log, StringComparison.Ordinal);
+            Assert.DoesNotContain(StackHost.PeerAddress + " - - ", server.Log, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(www, recursive: true);
+        }
+    }
+
     [IntegrationFact]
     public async Task A_refused_upstream_resets_the_client_after_its_handshake()
     {

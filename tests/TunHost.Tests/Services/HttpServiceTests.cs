@@ -66,6 +66,21 @@ public sealed class HttpServiceTests
     }
 
     [Fact]
+    public void Over_ipv6_the_hints_bracket_the_address_in_urls_and_not_for_nc()
+    {
+        var info = new TcpConnectionInfo(new IPEndPoint(IPAddress.Parse("2001:2::2"), 80),
+            new IPEndPoint(IPAddress.Parse("2001:2::1"), 40000), 1, 2, 1440, 1440);
+        string text = ServicePages.Text(info, hasStats: true, hasConnections: true);
+        Assert.Contains("curl -s http://[2001:2::2]/bytes/1000000 | sha256sum", text);
+        Assert.Contains("curl http://[2001:2::2]/connections", text);
+        // OpenBSD nc looks "[2001:2::2]" up as a host name and fails; it takes the bare address.
+        Assert.Contains("echo hello | nc -N 2001:2::2 7", text);
+        Assert.Contains("head -c 100M /dev/zero | nc -N 2001:2::2 9", text);
+        Assert.DoesNotContain("nc -N [", text);
+        Assert.Contains("echo hello | nc -N 198.18.0.2 7", ServicePages.Text(ServiceHarness.DefaultInfo, hasStats: true));
+    }
+
+    [Fact]
     public async Task Front_page_has_the_same_length_for_every_ipv4_connection()
     {
         // Load generators such as ab count a changed Content-Length as a failed request.
