@@ -623,6 +623,8 @@ print_table() {
 ARGS_TEXT="--runs $RUNS --timeout $TIMEOUT --mtu $MTUS"
 ((QUICK == 0)) || ARGS_TEXT+=" --quick"
 [[ -z $LOSS ]] || ARGS_TEXT+=" --loss $LOSS"
+[[ -z $STACK_ARGS ]] || ARGS_TEXT+=" --stack-args \"$STACK_ARGS\""
+if [[ $BUILD_KIND == JIT ]]; then ARGS_TEXT+=" --jit"; fi
 log "runs $RUNS, MTUs $MTUS, transfers $(size_label "$TRANSFER_BYTES")${LOSS:+, loss $LOSS% on $(size_label "$LOSS_BYTES")}, timeout ${TIMEOUT}s"
 for mtu in "${MTU_LIST[@]}"; do
     run_mtu "$mtu"
