@@ -49,6 +49,18 @@ public sealed partial class PcapHostTests(ITestOutputHelper output)
         var curl = await ns.RunAsync(CommandTimeout, "curl", v6 ? "-6" : "-4", "-g", "-sS", "-f", "-m", "10", "-o", "/dev/null", url);
         host.Check(curl.Succeeded, $"curl failed: {curl}");
 
+        // curl closes first; our FIN follows once the service has closed too. Wait for the kernel's socket to reach
+        // TIME-WAIT (it has our FIN) before stopping the host, or the signal may beat the close.
+        string server = v6 ? $"[{StackHost.StackAddress6}]:80" : $"{StackHost.StackAddress}:80";
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (true)
+        {
+            var ss = await ns.RunAsync(CommandTimeout, "ss", "-tnH", "state", "time-wait");
+            if (ss.Stdout.Contains(server, StringComparison.Ordinal)) break;
+            host.Check(DateTime.UtcNow < deadline, $"the kernel's socket did not reach TIME-WAIT within 10 s: {ss.Stdout}");
+            await Task.Delay(20);
+        }
+
         // The file must be complete once the host has exited on the signal.
         if (stopWithSigterm)
         {
