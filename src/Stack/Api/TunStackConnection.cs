@@ -68,6 +68,7 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
     private bool _outboundDone;
     private Exception? _outboundError;
     private bool _abortedLocally;
+    private volatile bool _abortRequested; // Abort() was called: the loop resets, whatever it meets first
 
     internal TunStackConnection(EventLoop loop, Tcb tcb)
     {
@@ -164,7 +165,13 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
     }
 
     /// <summary>Resets the connection (RST) at once, discarding unsent and unread data (RFC 9293 §3.10.5).</summary>
-    public void Abort() => _loop.Post(AbortOnLoop);
+    public void Abort()
+    {
+        // Marked at once, so that an output the application completes right after (DisposeAsync does) cannot be taken
+        // by the loop for a graceful close, with a FIN, before the posted reset runs.
+        _abortRequested = true;
+        _loop.Post(AbortOnLoop);
+    }
 
     /// <summary>
     /// Completes both pipes and lets go of the connection, as close(2) does for a socket: a graceful close (FIN after
@@ -301,6 +308,11 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
 
     private void PumpOutboundData()
     {
+        if (_abortRequested && !_abortedLocally)
+        {
+            AbortOnLoop(); // the application asked for a reset: no FIN may go out first
+            return;
+        }
         var reader = _outbound.Reader;
         while (!_outboundDone)
         {
