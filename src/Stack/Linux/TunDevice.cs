@@ -253,18 +253,8 @@ public sealed unsafe class TunDevice : IPacketDevice
                 }
                 if (n >= 0)
                     return 0; // a read shorter than the header carries no packet
-                int errno = Marshal.GetLastPInvokeError();
-                switch (errno)
-                {
-                    case Native.EAGAIN:
-                        return 0;
-                    case Native.EINTR:
-                        continue;
-                    case Native.EBADFD:
-                        throw Error(errno, $"TUN device {Name} was removed");
-                    default:
-                        throw Error(errno, $"read from {Name} failed");
-                }
+                if (!RetryReadAfter(Marshal.GetLastPInvokeError()))
+                    return 0;
             }
         }
     }
@@ -303,21 +293,37 @@ public sealed unsafe class TunDevice : IPacketDevice
             nint n = Native.Writev(_tun, vectors, 2);
             if (n >= 0)
                 return;
-            int errno = Marshal.GetLastPInvokeError();
-            switch (errno)
-            {
-                case Native.EINTR:
-                    continue;
-                case Native.EAGAIN:
-                case Native.ENOBUFS:
-                case Native.EIO:
-                    Interlocked.Increment(ref _writeDrops);
-                    return;
-                case Native.EBADFD:
-                    throw Error(errno, $"TUN device {Name} was removed");
-                default:
-                    throw Error(errno, $"write of a {packetLength}-byte packet to {Name} failed");
-            }
+            if (!RetryWriteAfter(Marshal.GetLastPInvokeError(), packetLength))
+                return;
+        }
+    }
+
+    /// <summary>After a failed read: true to read again (EINTR), false when nothing is waiting (EAGAIN); throws otherwise.</summary>
+    private bool RetryReadAfter(int errno) => errno switch
+    {
+        Native.EINTR => true,
+        Native.EAGAIN => false,
+        Native.EBADFD => throw Error(errno, $"TUN device {Name} was removed"),
+        _ => throw Error(errno, $"read from {Name} failed"),
+    };
+
+    /// <summary>
+    /// After a failed write: true to write again (EINTR); false when the kernel cannot take the packet now (EAGAIN,
+    /// ENOBUFS) or the link is down (EIO), the packet then dropped and counted; throws otherwise.
+    /// </summary>
+    private bool RetryWriteAfter(int errno, int packetLength)
+    {
+        switch (errno)
+        {
+            case Native.EINTR:
+                return true;
+            case Native.EAGAIN or Native.ENOBUFS or Native.EIO:
+                Interlocked.Increment(ref _writeDrops);
+                return false;
+            case Native.EBADFD:
+                throw Error(errno, $"TUN device {Name} was removed");
+            default:
+                throw Error(errno, $"write of a {packetLength}-byte packet to {Name} failed");
         }
     }
 
@@ -341,18 +347,8 @@ public sealed unsafe class TunDevice : IPacketDevice
                 if (n >= 0)
                     return (int)n;
 
-                int errno = Marshal.GetLastPInvokeError();
-                switch (errno)
-                {
-                    case Native.EAGAIN:
-                        return 0;
-                    case Native.EINTR:
-                        continue;
-                    case Native.EBADFD:
-                        throw Error(errno, $"TUN device {Name} was removed");
-                    default:
-                        throw Error(errno, $"read from {Name} failed");
-                }
+                if (!RetryReadAfter(Marshal.GetLastPInvokeError()))
+                    return 0;
             }
         }
     }
@@ -378,21 +374,8 @@ public sealed unsafe class TunDevice : IPacketDevice
                 if (n >= 0)
                     return;
 
-                int errno = Marshal.GetLastPInvokeError();
-                switch (errno)
-                {
-                    case Native.EINTR:
-                        continue;
-                    case Native.EAGAIN:
-                    case Native.ENOBUFS:
-                    case Native.EIO:
-                        Interlocked.Increment(ref _writeDrops);
-                        return;
-                    case Native.EBADFD:
-                        throw Error(errno, $"TUN device {Name} was removed");
-                    default:
-                        throw Error(errno, $"write of a {packet.Length}-byte packet to {Name} failed");
-                }
+                if (!RetryWriteAfter(Marshal.GetLastPInvokeError(), packet.Length))
+                    return;
             }
         }
     }
