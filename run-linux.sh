@@ -349,6 +349,24 @@ trx_counter() {
     say "${value:-0}"
 }
 
+# Names every failed test in the trx files under $1 with the first lines of its message, so that the end
+# of a long log says what failed.
+list_failed_tests() {
+    command -v python3 >/dev/null || return 0
+    python3 - "$1" <<'PY'
+import glob, sys, xml.etree.ElementTree as ET
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+for trx in sorted(glob.glob(sys.argv[1] + "/*.trx")):
+    for result in ET.parse(trx).getroot().iterfind(".//t:UnitTestResult", ns):
+        if result.get("outcome") in ("Passed", "NotExecuted"):
+            continue
+        print(f"FAILED {result.get('testName')} ({result.get('outcome')}, {result.get('duration')})")
+        message = result.findtext("t:Output/t:ErrorInfo/t:Message", "", ns).strip().splitlines()
+        for line in message[:12]:
+            print("    " + line)
+PY
+}
+
 cmd_test() {
     local dotnet
     dotnet=$(find_dotnet) || die "dotnet not found: install the .NET 10 SDK"
@@ -420,6 +438,7 @@ cmd_test() {
     failed=$((failed + run_failures))
     say ""
     say "Test results: $RESULTS"
+    list_failed_tests "$RESULTS"
     say "$passed passed, $failed failed, $skipped skipped"
     ((failed == 0))
 }
