@@ -69,11 +69,17 @@ public sealed class NetNamespace : IDisposable, IAsyncDisposable
         return result;
     }
 
-    /// <summary>Starts a long-running command inside the namespace; it is killed on dispose at the latest.</summary>
+    /// <summary>
+    /// Starts a long-running command inside the namespace; it is killed on dispose at the latest. It starts with SIGINT
+    /// at its default disposition, as a command typed at a terminal does: the tests stop it with SIGINT as Ctrl-C would,
+    /// and a test run started in the background of a non-interactive shell (as CI may do) inherits SIGINT ignored,
+    /// which a program keeps ignored (POSIX shells rely on that; the .NET runtime honours it).
+    /// </summary>
     public BackgroundProcess Start(params string[] command)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        var background = BackgroundProcess.Start(ProcessRunner.StartInfo("ip", ["netns", "exec", Name, .. command]));
+        var background = BackgroundProcess.Start(
+            ProcessRunner.StartInfo("ip", ["netns", "exec", Name, "env", "--default-signal=INT", .. command]));
         Track(background.Process);
         return background;
     }
