@@ -1,6 +1,9 @@
 using System.CommandLine;
 using TunStack.Host;
 
+// First of all: from here on SIGINT and SIGTERM stop whichever command runs, cleanly (see ShutdownSignals).
+using var signals = new ShutdownSignals();
+
 var tun = new Option<string>("--tun")
 {
     HelpName = "name",
@@ -135,8 +138,8 @@ root.SetAction(async (parse, cancellationToken) =>
         return 2;
     }
 
-    // SIGINT and SIGTERM cancel cancellationToken (System.CommandLine's handler, see InvokeAsync below): the host
-    // resets its connections, closes the device and returns 0.
+    // SIGINT and SIGTERM cancel cancellationToken (ShutdownSignals, see InvokeAsync below): the host resets its
+    // connections, closes the device and returns 0.
     var console = TextWriter.Synchronized(new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = true });
     try
     {
@@ -150,8 +153,8 @@ root.SetAction(async (parse, cancellationToken) =>
 });
 
 var parsed = root.Parse(args);
-// System.CommandLine turns SIGINT and SIGTERM into cancellation of the action's token, and gives the action this long to
-// return before it ends the process with 130 or 143. A second handler of our own would race with it.
-int status = await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(5) });
+// The action's token is the signals' token. System.CommandLine's own signal handling stays off: it would be installed
+// only once the action has begun, leaving a gap in which a signal skips the clean stop.
+int status = await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, signals.Token);
 // A command line that does not parse is a usage error, status 2 like a bad option value (System.CommandLine says 1).
 return parsed.Errors.Count > 0 ? 2 : status;

@@ -114,21 +114,11 @@ public static class ForwardCommand
             if (HostOptionsCheck.Problem(options) is { } invalid)
                 return Usage(invalid);
 
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            // System.CommandLine cancels on these signals too, and may be first: by the time this handler runs the command
-            // can have finished and disposed `stop`, which must not turn a clean stop into an unhandled exception.
-            void Stop(PosixSignalContext ctx)
-            {
-                ctx.Cancel = true;
-                try { stop.Cancel(); }
-                catch (ObjectDisposedException) { }
-            }
-            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+            // SIGINT and SIGTERM cancel cancellationToken (ShutdownSignals, registered in Program.cs).
             var console = TextWriter.Synchronized(new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = true });
             try
             {
-                return await new StackHost(options, console).RunAsync(stop.Token);
+                return await new StackHost(options, console).RunAsync(cancellationToken);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

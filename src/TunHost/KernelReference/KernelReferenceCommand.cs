@@ -41,7 +41,7 @@ internal static class KernelReferenceCommand
             return 2;
         }
 
-        // SIGINT and SIGTERM cancel cancellationToken (System.CommandLine's handler, configured in Program.cs).
+        // SIGINT and SIGTERM cancel cancellationToken (ShutdownSignals, registered in Program.cs).
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
 
         var console = TextWriter.Synchronized(new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = true });

@@ -3,9 +3,9 @@ using Xunit.Abstractions;
 namespace TunStack.Host.Tests.Integration;
 
 /// <summary>
-/// The command-line contract says SIGTERM stops the server (and <c>tunstack forward</c>) with status 0. Both the
-/// program's handler and System.CommandLine's react to the signal, in either order, so the stop is repeated: a
-/// handler that runs after the command finished must not turn the clean stop into an unhandled exception.
+/// The command-line contract says SIGTERM stops the server (and <c>tunstack forward</c>) with status 0, also when it
+/// comes the moment the server says it is ready: the handler is in place before any command starts (ShutdownSignals).
+/// The stop is repeated, since a signal in a gap before the handler showed only now and then.
 /// </summary>
 [Collection(IntegrationCollection.Name)]
 public sealed class SignalTests(ITestOutputHelper output)
