@@ -23,9 +23,14 @@ namespace TunStack;
 /// <para>Backpressure works as with a socket: when the application does not read, the receive buffer fills and the
 /// advertised window closes; <c>FlushAsync</c> on <see cref="Output"/> waits while the send buffer is full.</para>
 /// </remarks>
-public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
+public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable, IReceiveSink
 {
     private const int MaxChunk = 64 * 1024;
+    /// <summary>
+    /// Text taken during segment processing is flushed to the application once this much is waiting, and otherwise at
+    /// the end of the batch of packets (<see cref="PumpInbound"/>): one wake-up of the reader per batch, not per segment.
+    /// </summary>
+    private const int FlushAfter = 64 * 1024;
 
     /// <summary>
     /// Bytes a pipe holds before its writer waits: the application's output on top of the TCB's send buffer, received
@@ -58,6 +63,7 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
 
     // Loop-thread state.
     private long _delivered;          // bytes written into the input pipe
+    private int _unflushed;           // of those, written but not yet flushed (see FlushAfter)
     private bool _disposed;           // the application disposed the connection
     private bool _released;
     private bool _inboundPaused;
@@ -81,6 +87,7 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
         _noDelay = tcb.NoDelay;
         _keepAlive = tcb.KeepAlive;
         _state = (int)tcb.State;
+        tcb.ReceiveSink = this;
         var t = tcb.Tuple;
         Info = new TcpConnectionInfo(
             new IPEndPoint(t.LocalAddress.ToIPAddress(), t.LocalPort),
@@ -255,26 +262,16 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
         }
 
         var writer = _inbound.Writer;
+        if (_unflushed > 0 && !Flush(writer))
+            return;
         while (Tcb.BytesAvailable > 0)
         {
             var span = writer.GetSpan(Math.Min(Tcb.BytesAvailable, MaxChunk));
             int n = Tcb.Receive(span);
             writer.Advance(n);
             _delivered += n;
-            var flush = writer.FlushAsync();
-            if (!flush.IsCompleted)
-            {
-                // The application is behind: stop here; the TCB keeps the rest and the window closes.
-                _inboundPaused = true;
-                _pendingFlush = flush;
-                flush.GetAwaiter().UnsafeOnCompleted(_signal);
+            if (!Flush(writer))
                 return;
-            }
-            if (flush.GetAwaiter().GetResult().IsCompleted)
-            {
-                DiscardInbound();
-                return;
-            }
         }
 
         if (Tcb.ReceiveFinished)
@@ -287,6 +284,57 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable
             _inboundDone = true;
             writer.Complete(Tcb.CloseReason == CloseReason.Normal ? null : ClosedException(reading: true));
         }
+    }
+
+    /// <summary>
+    /// Loop thread, inside segment processing: takes in-order text straight into the input pipe while the application
+    /// keeps up (nothing waits in the TCB and the pipe has not paused), sparing the copy through the receive ring.
+    /// </summary>
+    bool IReceiveSink.TryTake(ReadOnlySpan<byte> text)
+    {
+        if (_inboundDone || _inboundPaused || _abortedLocally || Tcb.BytesAvailable > 0)
+            return false;
+        var writer = _inbound.Writer;
+        while (!text.IsEmpty)
+        {
+            var span = writer.GetSpan(Math.Min(text.Length, MaxChunk));
+            int n = Math.Min(span.Length, text.Length);
+            text[..n].CopyTo(span);
+            writer.Advance(n);
+            _delivered += n;
+            _unflushed += n;
+            text = text[n..];
+        }
+        if (_unflushed >= FlushAfter)
+            Flush(writer);
+        return true;
+    }
+
+    /// <summary>Loop thread, inside segment processing: what the TCB holds goes to the pipe as far as it keeps up.</summary>
+    void IReceiveSink.Drain() => PumpInbound();
+
+    /// <summary>
+    /// Flushes the input pipe; true when the application may be given more at once. When it is behind, pauses the
+    /// inbound side until the pipe's flush completes (the continuation signals the loop).
+    /// </summary>
+    private bool Flush(PipeWriter writer)
+    {
+        _unflushed = 0;
+        var flush = writer.FlushAsync();
+        if (!flush.IsCompleted)
+        {
+            // The application is behind: stop here; the TCB keeps the rest and the window closes.
+            _inboundPaused = true;
+            _pendingFlush = flush;
+            flush.GetAwaiter().UnsafeOnCompleted(_signal);
+            return false;
+        }
+        if (flush.GetAwaiter().GetResult().IsCompleted)
+        {
+            DiscardInbound();
+            return false;
+        }
+        return true;
     }
 
     /// <summary>

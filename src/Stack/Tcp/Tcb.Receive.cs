@@ -23,6 +23,9 @@ internal sealed partial class Tcb
     /// <summary>The largest segment text seen from the peer: "full-sized" for the ACK-every-second-segment rule.</summary>
     private int _rcvMss;
 
+    /// <summary>Where in-order text goes as it arrives, ahead of the ring (see <see cref="IReceiveSink"/>); null for none.</summary>
+    internal IReceiveSink? ReceiveSink { get; set; }
+
     // Timestamps (RFC 7323).
     private uint _timestampOffset;
     private uint _tsRecent;
@@ -106,18 +109,28 @@ internal sealed partial class Tcb
             return false;
         }
 
-        _receiveBuffer.Write(payload);
-        RcvNxt = end;
-        if (_reassembler is { IsEmpty: false })
+        if (_receiveBuffer.Count == 0 && ReceiveRingIdle && ReceiveSink is { } sink && sink.TryTake(payload))
         {
-            // RFC 5681 §4.2: a segment that fills all or part of a gap is acknowledged at once.
-            var next = _reassembler.TakeContiguous(RcvNxt);
-            if (next > RcvNxt)
+            // Straight to the application: the ring stays empty, so the window stays open (no gap held, nothing unread).
+            RcvNxt = end;
+        }
+        else
+        {
+            _receiveBuffer.Write(payload);
+            RcvNxt = end;
+            if (_reassembler is { IsEmpty: false })
             {
-                _receiveBuffer.Extend(next - RcvNxt);
-                RcvNxt = next;
+                // RFC 5681 §4.2: a segment that fills all or part of a gap is acknowledged at once.
+                var next = _reassembler.TakeContiguous(RcvNxt);
+                if (next > RcvNxt)
+                {
+                    _receiveBuffer.Extend(next - RcvNxt);
+                    RcvNxt = next;
+                }
+                _ackNow = true;
             }
-            _ackNow = true;
+            // Before this segment's ACK is built: what the application takes now is no longer held against the window.
+            ReceiveSink?.Drain();
         }
         Raise(ConnectionEvents.Readable);
         if (!_ackNow)
