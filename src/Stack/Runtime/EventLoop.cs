@@ -587,8 +587,9 @@ internal sealed class EventLoop : IDisposable
                     _connecting.Add(tcb, pending); // not yet: keep waiting
                 }
             }
-            if ((events & ConnectionEvents.Established) != 0 && tcb.Listener is { } endpoint && tcb.State != TcpState.Closed
-                && !_connections.ContainsKey(tcb))
+            // A passive open that completed goes to the application even when a reset in the same batch already closed
+            // it: as a Linux accept() returns such a socket, whose first read then fails with ECONNRESET.
+            if ((events & ConnectionEvents.Established) != 0 && tcb.Listener is { } endpoint && !_connections.ContainsKey(tcb))
                 Deliver(tcb, endpoint);
             if (!_connections.TryGetValue(tcb, out var connection))
                 continue;

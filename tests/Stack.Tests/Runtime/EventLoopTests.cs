@@ -127,6 +127,45 @@ public class EventLoopTests
         Assert.Equal(System.Net.Sockets.SocketError.ConnectionReset, late.SocketErrorCode);
     }
 
+    /// <summary>
+    /// The handshake's ACK, data and a RST in one batch: the connection closed before the loop handed it over, and is
+    /// still accepted (as Linux's accept() returns it); the first read reports the reset, the data having been flushed
+    /// with the segment queues (RFC 9293 §3.10.7.4, RST in ESTABLISHED).
+    /// </summary>
+    [Fact]
+    public async Task A_connection_reset_in_the_batch_that_completed_it_is_still_accepted_and_reports_the_reset()
+    {
+        using var h = new Harness();
+        var listener = await h.Loop.ListenAsync(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Any, 7), null);
+        h.Send(h.ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
+        var synAck = h.Run(s => s.Count == 1)[0];
+        h.ClientNxt++;
+        h.Send(h.ClientNxt, synAck.Seq + 1, TcpFlags.Ack);
+        h.Send(h.ClientNxt, synAck.Seq + 1, TcpFlags.Ack | TcpFlags.Psh, "some bytes"u8);
+        h.Send(h.ClientNxt + 10, 0, TcpFlags.Rst);
+        h.Loop.RunOnce(wait: false);
+        Assert.Empty(h.Loop.Stack.Connections);
+
+        var connection = await listener.AcceptAsync().AsTask().WaitAsync(Deadline);
+        var received = new List<byte>();
+        var reset = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(async () =>
+        {
+            while (true)
+            {
+                var result = await connection.Input.ReadAsync().AsTask().WaitAsync(Deadline);
+                foreach (var segment in result.Buffer)
+                    received.AddRange(segment.ToArray());
+                connection.Input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted) return;
+            }
+        });
+        Assert.Equal(System.Net.Sockets.SocketError.ConnectionReset, reset.SocketErrorCode);
+        Assert.Empty(received);
+        await connection.DisposeAsync();
+        h.Loop.RunOnce(wait: false);
+        Assert.Equal(0, h.Loop.ApplicationConnectionCount);
+    }
+
     [Fact]
     public async Task Large_application_write_is_sent_completely_as_the_peer_acknowledges()
     {
