@@ -246,7 +246,7 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable, IReceive
         if (_abortedLocally)
         {
             // Whatever was received is discarded with the connection; a waiting read fails at once.
-            _inboundDone = true;
+            FinishInbound();
             _inbound.Writer.Complete(ClosedException(reading: true));
             return;
         }
@@ -276,14 +276,24 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable, IReceive
 
         if (Tcb.ReceiveFinished)
         {
-            _inboundDone = true;
+            FinishInbound();
             writer.Complete();
         }
         else if (Tcb.State == TcpState.Closed)
         {
-            _inboundDone = true;
+            FinishInbound();
             writer.Complete(Tcb.CloseReason == CloseReason.Normal ? null : ClosedException(reading: true));
         }
+    }
+
+    /// <summary>
+    /// Loop thread: nothing more goes to the application. The TCB lets go of this connection (it may outlive it, e.g. in
+    /// the timer queue, and must not keep the pipes alive).
+    /// </summary>
+    private void FinishInbound()
+    {
+        _inboundDone = true;
+        Tcb.ReceiveSink = null;
     }
 
     /// <summary>
@@ -343,7 +353,7 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable, IReceive
     /// </summary>
     private void DiscardInbound()
     {
-        _inboundDone = true;
+        FinishInbound();
         _inbound.Writer.Complete();
     }
 

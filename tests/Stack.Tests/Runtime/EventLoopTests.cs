@@ -100,6 +100,7 @@ public class EventLoopTests
         h.Loop.RunOnce(wait: false);
         Assert.Empty(h.Loop.Stack.Connections);
         Assert.Equal(0, h.Loop.ApplicationConnectionCount);
+        Assert.Null(connection.Tcb.ReceiveSink); // "ping" went straight to the pipe; the TCB holds no pipe now
     }
 
     [Fact]
@@ -164,6 +165,7 @@ public class EventLoopTests
         await connection.DisposeAsync();
         h.Loop.RunOnce(wait: false);
         Assert.Equal(0, h.Loop.ApplicationConnectionCount);
+        Assert.Null(connection.Tcb.ReceiveSink); // the TCB no longer keeps the connection's pipes alive
     }
 
     [Fact]
