@@ -33,6 +33,8 @@ internal sealed partial class Tcb
 
     /// <summary>The deadline of this connection's live entry in the stack's <see cref="TimerQueue"/>.</summary>
     internal long QueuedDeadline = Never;
+    /// <summary>This connection's entry in the <see cref="TimerQueue"/>, while it has one.</summary>
+    internal TimerQueue.Entry? TimerEntry;
 
     private void StartRetransmitTimer()
     {
@@ -147,6 +149,7 @@ internal sealed partial class Tcb
         _delayedAckDeadline = Never;
         _keepAliveDeadline = Never;
         _finWait2Deadline = Never;
+        TimerQueue.Cancel(this);
         Raise(ConnectionEvents.Closed);
     }
 

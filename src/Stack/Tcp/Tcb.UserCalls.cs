@@ -89,6 +89,7 @@ internal sealed partial class Tcb
         StopLossTimers();
         _persistDeadline = Never;
         _delayedAckDeadline = Never;
+        TimerQueue.Cancel(this);
         Raise(ConnectionEvents.Closed);
     }
 }
