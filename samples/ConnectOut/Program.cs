@@ -16,7 +16,7 @@ string tun = Argument("--tun") ?? "tun0";
 var address = IPAddress.Parse(Argument("--address") ?? "198.18.0.2");
 var url = new Uri(args.LastOrDefault(a => a.StartsWith("http://", StringComparison.Ordinal)) ?? "http://198.18.0.1:8000/");
 
-await using var stack = await TunStackHost.StartAsync(TunDevice.Open(tun), new TunStackOptions
+await using var stack = await TunStackHost.StartAsync(TunDevice.Open(tun, 1500, offloads: true), new TunStackOptions
 {
     Addresses = [address],
     ConnectTimeout = TimeSpan.FromSeconds(10),

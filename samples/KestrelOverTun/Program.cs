@@ -19,7 +19,7 @@ string tun = Argument("--tun") ?? "tun0";
 var address = IPAddress.Parse(Argument("--address") ?? "198.18.0.2");
 int mtu = int.Parse(Argument("--mtu") ?? "1500", System.Globalization.CultureInfo.InvariantCulture);
 
-await using var stack = await TunStackHost.StartAsync(TunDevice.Open(tun, mtu), new TunStackOptions { Addresses = [address] });
+await using var stack = await TunStackHost.StartAsync(TunDevice.Open(tun, mtu, offloads: true), new TunStackOptions { Addresses = [address] });
 
 var builder = WebApplication.CreateSlimBuilder();
 builder.Logging.SetMinimumLevel(LogLevel.Warning);

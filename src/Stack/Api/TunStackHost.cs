@@ -17,7 +17,7 @@ namespace TunStack;
 /// </summary>
 /// <example>
 /// <code>
-/// await using var stack = await TunStackHost.StartAsync(TunDevice.Open("tun0"), new TunStackOptions { Addresses = [IPAddress.Parse("198.18.0.2")] });
+/// await using var stack = await TunStackHost.StartAsync(TunDevice.Open("tun0", 1500, offloads: true), new TunStackOptions { Addresses = [IPAddress.Parse("198.18.0.2")] });
 /// await using var listener = await stack.ListenAsync(7);
 /// while (true)
 /// {
