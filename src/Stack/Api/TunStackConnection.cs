@@ -298,11 +298,12 @@ public sealed class TunStackConnection : IDuplexPipe, IAsyncDisposable, IReceive
 
     /// <summary>
     /// Loop thread, inside segment processing: takes in-order text straight into the input pipe while the application
-    /// keeps up (nothing waits in the TCB and the pipe has not paused), sparing the copy through the receive ring.
+    /// keeps up (the pipe has not paused), sparing the copy through the receive ring. The TCB offers text only when its
+    /// ring holds nothing, so nothing older can be overtaken.
     /// </summary>
     bool IReceiveSink.TryTake(ReadOnlySpan<byte> text)
     {
-        if (_inboundDone || _inboundPaused || _abortedLocally || Tcb.BytesAvailable > 0)
+        if (_inboundDone || _inboundPaused || _abortedLocally)
             return false;
         var writer = _inbound.Writer;
         while (!text.IsEmpty)

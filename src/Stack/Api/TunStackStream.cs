@@ -43,11 +43,14 @@ public sealed class TunStackStream : Stream
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// A zero-byte read works as <see cref="System.Net.Sockets.NetworkStream"/>'s does: it completes (with 0) once data
+    /// has arrived or the peer has finished, consuming nothing, so that a server can wait for a request without holding
+    /// a buffer for it.
+    /// </remarks>
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         var input = _connection.Input;
-        if (buffer.IsEmpty)
-            return await WaitForDataAsync(input, cancellationToken).ConfigureAwait(false);
         while (true)
         {
             ReadResult result;
@@ -64,44 +67,23 @@ public sealed class TunStackStream : Stream
                 return 0; // the stream was disposed under a reader
             }
             var data = result.Buffer;
-            if (!data.IsEmpty)
+            if (buffer.IsEmpty)
+            {
+                input.AdvanceTo(data.Start, data.Start); // nothing consumed: the next read gets it all
+                if (!data.IsEmpty || result.IsCompleted) return 0;
+            }
+            else if (!data.IsEmpty)
             {
                 int n = (int)Math.Min(data.Length, buffer.Length);
                 data.Slice(0, n).CopyTo(buffer.Span);
                 input.AdvanceTo(data.GetPosition(n));
                 return n;
             }
-            input.AdvanceTo(data.End);
-            if (result.IsCompleted) return 0;
-            if (result.IsCanceled) throw new OperationCanceledException(cancellationToken);
-        }
-    }
-
-    /// <summary>
-    /// A zero-byte read, as <see cref="System.Net.Sockets.NetworkStream"/> does it: completes (with 0) once data has
-    /// arrived or the peer has finished, consuming nothing, so that a server can wait for a request without holding a
-    /// buffer for it.
-    /// </summary>
-    private async ValueTask<int> WaitForDataAsync(System.IO.Pipelines.PipeReader input, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            ReadResult result;
-            try
+            else
             {
-                result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+                input.AdvanceTo(data.End);
+                if (result.IsCompleted) return 0;
             }
-            catch (SocketException e)
-            {
-                throw new IOException($"Unable to read data from the transport connection: {e.Message}.", e);
-            }
-            catch (InvalidOperationException) when (_connection.Closed.IsCompleted || Volatile.Read(ref _readerDone))
-            {
-                return 0;
-            }
-            var data = result.Buffer;
-            input.AdvanceTo(data.Start, data.Start); // nothing consumed: the next read gets it all
-            if (!data.IsEmpty || result.IsCompleted) return 0;
             if (result.IsCanceled) throw new OperationCanceledException(cancellationToken);
         }
     }

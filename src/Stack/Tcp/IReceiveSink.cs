@@ -11,7 +11,8 @@ internal interface IReceiveSink
 {
     /// <summary>
     /// Takes all of <paramref name="text"/> (the next bytes of the stream), or none when the application is behind
-    /// (they then wait in the receive ring and the window closes as they accumulate).
+    /// (they then wait in the receive ring and the window closes as they accumulate). Offered only while the receive
+    /// ring is empty, so taking the text keeps the stream in order.
     /// </summary>
     bool TryTake(ReadOnlySpan<byte> text);
 

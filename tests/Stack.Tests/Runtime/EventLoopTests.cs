@@ -29,6 +29,20 @@ public class EventLoopTests
             Device.Inject(ScriptedPeer.BuildPacket(ScriptedPeer.PeerAddress, ScriptedPeer.StackAddress, 40000, 7,
                 seq, ack, flags, 65535, options, payload));
 
+        /// <summary>
+        /// Listens on port 7 and sends the peer's SYN; returns the listener and the stack's SYN-ACK, with
+        /// <see cref="ClientNxt"/> past the SYN and <see cref="ServerNxt"/> past the SYN-ACK.
+        /// </summary>
+        public async Task<(TunStackListener Listener, Seg SynAck)> ListenAndSendSynAsync()
+        {
+            var listener = await Loop.ListenAsync(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Any, 7), null);
+            Send(ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
+            var synAck = Run(s => s.Count == 1)[0];
+            ClientNxt++;
+            ServerNxt = synAck.Seq + 1;
+            return (listener, synAck);
+        }
+
         /// <summary>Turns the loop until <paramref name="until"/> holds for the segments written so far.</summary>
         public List<Seg> Run(Func<List<Seg>, bool> until)
         {
@@ -52,13 +66,8 @@ public class EventLoopTests
     public async Task Accepted_connection_echoes_through_pipes_and_closes_gracefully()
     {
         using var h = new Harness();
-        var listener = await h.Loop.ListenAsync(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Any, 7), null);
-
-        h.Send(h.ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
-        var synAck = h.Run(s => s.Count == 1)[0];
+        var (listener, synAck) = await h.ListenAndSendSynAsync();
         Assert.Equal(TcpFlags.Syn | TcpFlags.Ack, synAck.Flags);
-        h.ClientNxt++;
-        h.ServerNxt = synAck.Seq + 1;
         h.Send(h.ClientNxt, h.ServerNxt, TcpFlags.Ack);
         h.Loop.RunOnce(wait: false);
 
@@ -107,11 +116,8 @@ public class EventLoopTests
     public async Task Peer_reset_fails_the_applications_read()
     {
         using var h = new Harness();
-        var listener = await h.Loop.ListenAsync(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Any, 7), null);
-        h.Send(h.ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
-        var synAck = h.Run(s => s.Count == 1)[0];
-        h.ClientNxt++;
-        h.Send(h.ClientNxt, synAck.Seq + 1, TcpFlags.Ack);
+        var (listener, _) = await h.ListenAndSendSynAsync();
+        h.Send(h.ClientNxt, h.ServerNxt, TcpFlags.Ack);
         h.Loop.RunOnce(wait: false);
         var connection = await listener.AcceptAsync().AsTask().WaitAsync(Deadline);
 
@@ -137,12 +143,9 @@ public class EventLoopTests
     public async Task A_connection_reset_in_the_batch_that_completed_it_is_still_accepted_and_reports_the_reset()
     {
         using var h = new Harness();
-        var listener = await h.Loop.ListenAsync(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Any, 7), null);
-        h.Send(h.ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
-        var synAck = h.Run(s => s.Count == 1)[0];
-        h.ClientNxt++;
-        h.Send(h.ClientNxt, synAck.Seq + 1, TcpFlags.Ack);
-        h.Send(h.ClientNxt, synAck.Seq + 1, TcpFlags.Ack | TcpFlags.Psh, "some bytes"u8);
+        var (listener, _) = await h.ListenAndSendSynAsync();
+        h.Send(h.ClientNxt, h.ServerNxt, TcpFlags.Ack);
+        h.Send(h.ClientNxt, h.ServerNxt, TcpFlags.Ack | TcpFlags.Psh, "some bytes"u8);
         h.Send(h.ClientNxt + 10, 0, TcpFlags.Rst);
         h.Loop.RunOnce(wait: false);
         Assert.Empty(h.Loop.Stack.Connections);
@@ -172,11 +175,7 @@ public class EventLoopTests
     public async Task Large_application_write_is_sent_completely_as_the_peer_acknowledges()
     {
         using var h = new Harness();
-        var listener = await h.Loop.ListenAsync(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Any, 7), null);
-        h.Send(h.ClientNxt, 0, TcpFlags.Syn, default, new TcpOptions { Mss = 1460 });
-        var synAck = h.Run(s => s.Count == 1)[0];
-        h.ClientNxt++;
-        h.ServerNxt = synAck.Seq + 1;
+        var (listener, _) = await h.ListenAndSendSynAsync();
         h.Send(h.ClientNxt, h.ServerNxt, TcpFlags.Ack);
         h.Loop.RunOnce(wait: false);
         var connection = await listener.AcceptAsync().AsTask().WaitAsync(Deadline);
