@@ -21,5 +21,25 @@ internal static partial class TestNative
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
 
+    [LibraryImport("libc", EntryPoint = "gettid")]
+    public static partial int GetThreadId();
+
     public static string LastError() => Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError());
+
+    /// <summary>
+    /// Waits until thread <paramref name="threadId"/> of this process sleeps in poll() (its /proc wchan), or
+    /// <paramref name="timeout"/> has passed; true in the first case.
+    /// </summary>
+    public static async Task<bool> WaitUntilBlockedInPollAsync(int threadId, TimeSpan timeout)
+    {
+        string wchan = $"/proc/self/task/{threadId}/wchan";
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (File.Exists(wchan) && (await File.ReadAllTextAsync(wchan)).Contains("poll", StringComparison.Ordinal))
+                return true;
+            await Task.Delay(1);
+        }
+        return false;
+    }
 }

@@ -156,10 +156,11 @@ public sealed class TunDeviceKernelTests(ITestOutputHelper output)
         using var device = ns.InNamespace(() => TunDevice.Open("tun0", 1500)); // link down: no traffic
 
         var clock = Stopwatch.StartNew();
+        int waiter = TestNative.GetThreadId();
         var waker = Task.Run(async () =>
         {
-            // Not a wait for an outcome: the delay makes the wake land while the main thread is blocked in poll().
-            await Task.Delay(200);
+            // The wake lands while this thread is blocked in poll().
+            Assert.True(await TestNative.WaitUntilBlockedInPollAsync(waiter, TimeSpan.FromSeconds(5)), "the wait never blocked in poll()");
             device.Wake();
         });
         device.WaitReadable(TimeSpan.FromSeconds(20));
@@ -185,8 +186,10 @@ public sealed class TunDeviceKernelTests(ITestOutputHelper output)
         await using var ns = new NetNamespace(output);
         var device = ns.InNamespace(() => TunDevice.Open("tun0", 1500));
 
+        int waiterThread = 0;
         var waiter = Task.Run(() =>
         {
+            Volatile.Write(ref waiterThread, TestNative.GetThreadId());
             try
             {
                 device.WaitReadable(TimeSpan.FromSeconds(30));
@@ -196,7 +199,12 @@ public sealed class TunDeviceKernelTests(ITestOutputHelper output)
                 // Disposed before the wait began: also fine.
             }
         });
-        await Task.Delay(100); // let the waiter block in poll(); the test also passes if Dispose comes first
+        // Dispose while the waiter is blocked in poll(), the case that matters (disposing first is fine too).
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (Volatile.Read(ref waiterThread) == 0 && DateTime.UtcNow < deadline)
+            await Task.Delay(1);
+        Assert.True(await TestNative.WaitUntilBlockedInPollAsync(Volatile.Read(ref waiterThread), TimeSpan.FromSeconds(5)),
+            "the waiter never blocked in poll()");
         device.Dispose();
         device.Dispose();
         device.Wake();
