@@ -66,20 +66,22 @@ public sealed class IdleMonitor : IDisposable
     }
 
     /// <summary>Watched connections waiting for their peer right now (a diagnostic; it walks the list).</summary>
-    public int WaitingCount
+    public int WaitingCount => CountWatches(static watch => watch.IsWaiting);
+
+    /// <summary>Of those, the ones waiting for the peer to take data (in a flush), not to send some.</summary>
+    public int FlushWaitingCount => CountWatches(static watch => watch.IsFlushing);
+
+    private int CountWatches(Func<IdleWatch, bool> predicate)
     {
-        get
+        int n = 0;
+        lock (_gate)
         {
-            int waiting = 0;
-            lock (_gate)
+            for (var watch = _first; watch is not null; watch = watch.Next)
             {
-                for (var watch = _first; watch is not null; watch = watch.Next)
-                {
-                    if (watch.IsWaiting) waiting++;
-                }
+                if (predicate(watch)) n++;
             }
-            return waiting;
         }
+        return n;
     }
 
     /// <summary>Connections closed for waiting too long, since the monitor was made.</summary>
@@ -224,6 +226,7 @@ public sealed class IdleWatch : IDisposable
     public bool Stopped => _stopped;
 
     internal bool IsWaiting => Volatile.Read(ref _waiting) != 0;
+    internal bool IsFlushing => Volatile.Read(ref _waiting) == Flushing;
     internal long WaitingSince => Volatile.Read(ref _waitingSince);
 
     /// <summary>True once the connection waited too long; the read or flush that was waiting was cancelled.</summary>

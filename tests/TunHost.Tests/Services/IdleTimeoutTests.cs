@@ -251,10 +251,10 @@ public sealed class IdleTimeoutTests
         // A peer that sends but never reads: the echo's flush waits on the full pipe until the timeout.
         var stalled = ServiceHarness.Start(echo);
         _ = stalled.ClientOutput.WriteAsync(new byte[200_000]).AsTask();
-        // Once bytes were echoed the service is in its flush (200 KB against a 64 KiB pipe): time it out there, not in
-        // the read before, where the test's jump of the clock would race with the bytes arriving.
+        // Once the service waits in its flush (200 KB against a 64 KiB pipe), time it out there, not in the read before,
+        // where the test's jump of the clock would race with the bytes arriving.
         var deadline = DateTime.UtcNow + ServiceHarness.Timeout;
-        while (echo.BytesEchoed == 0 || echo.Idle.WaitingCount == 0)
+        while (echo.Idle.FlushWaitingCount == 0)
         {
             Assert.True(DateTime.UtcNow < deadline, "the echo did not start echoing");
             await Task.Delay(5);
